@@ -1,0 +1,44 @@
+"""lmgym: Gymnasium environments and a benchmark suite for RL fine-tuning of language models.
+
+``import lmgym`` registers every environment id below with Gymnasium::
+
+    import gymnasium as gym
+    import lmgym
+
+    env = gym.make("lmgym/Arithmetic-v0")
+    prompt, info = env.reset(seed=0)
+    prompt, reward, terminated, truncated, info = env.step("42")
+
+Ids are versioned: a change to a task's data, prompt or reward bumps its version.
+"""
+
+from __future__ import annotations
+
+from gymnasium.envs.registration import register, registry
+
+__version__ = "0.1.0"
+
+# id -> task class. Every id uses the same env (entry point) and vector env; the task class
+# is the only thing that differs, so adding a task is one class and one line here.
+TASKS: dict[str, str] = {
+    "lmgym/Arithmetic-v0": "lmgym.envs.math:ArithmeticTask",
+    "lmgym/GSMSymbolic-v0": "lmgym.envs.math:GSMSymbolicTask",
+    "lmgym/GSM8K-v0": "lmgym.envs.math:GSM8KTask",
+}
+
+
+def register_envs() -> None:
+    """Register lmgym's ids with Gymnasium (idempotent; also the ``gymnasium.envs`` entry point)."""
+    for env_id, task in TASKS.items():
+        if env_id not in registry:
+            register(
+                id=env_id,
+                entry_point="lmgym.core:LMEnv",
+                vector_entry_point="lmgym.vector:LMVectorEnv",
+                kwargs={"task": task},
+            )
+
+
+register_envs()
+
+__all__ = ["TASKS", "__version__", "register_envs"]

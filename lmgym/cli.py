@@ -1,0 +1,46 @@
+"""The ``lmgym`` command line.
+
+    lmgym envs                 the registered environments, their splits and a sample prompt
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+    from tabulate import tabulate
+
+    import lmgym
+
+    rows = []
+    for env_id, task in sorted(lmgym.TASKS.items()):
+        try:
+            env = gym.make(env_id, split="test")
+            prompt, _ = env.reset(options={"index": 0})
+            size = env.unwrapped.num_problems
+            sample = prompt.replace("\n", " ")[:60]
+        except Exception as error:  # e.g. GSM8K offline without a data dir: say why, go on
+            size, sample = "-", f"unavailable: {type(error).__name__}: {str(error)[:80]}"
+        rows.append((env_id, task.rsplit(":", 1)[1], size, sample))
+    print(tabulate(rows, headers=["id", "task", "test problems", "test prompt #0"]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lmgym", description="Gymnasium environments and benchmarks for RL fine-tuning of LMs")
+    commands = parser.add_subparsers(dest="command", required=True)
+    envs = commands.add_parser("envs", help="list the registered environments")
+    envs.set_defaults(func=cmd_envs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Verifiers and judges: pure scoring code, usable without any environment."""

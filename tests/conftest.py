@@ -1,0 +1,40 @@
+"""Shared fixtures. Real data comes from ../shared/data (beside the repository); nothing is
+downloaded at test time."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline_data_dir():
+    """Point every loader at the local copies, and make any hub access fail fast."""
+    if not (SHARED_DATA / "gsm8k" / "test.jsonl").is_file():
+        pytest.exit(f"test data not found at {SHARED_DATA}: the tests expect ../shared/data", returncode=2)
+    os.environ["LMGYM_DATA_DIR"] = str(SHARED_DATA)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def gsm8k_rows(offline_data_dir):
+    import json
+
+    rows = {}
+    for split in ("train", "test"):
+        with open(offline_data_dir / "gsm8k" / f"{split}.jsonl", encoding="utf-8") as f:
+            rows[split] = [json.loads(line) for line in f]
+    return rows
+
+
+@pytest.fixture(scope="session")
+def char_tok():
+    from lmgym.models import char_tokenizer
+
+    return char_tokenizer()

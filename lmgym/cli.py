@@ -1,6 +1,7 @@
 """The ``lmgym`` command line.
 
     lmgym envs                 the registered environments, their splits and a sample prompt
+    lmgym pretrain             pretrain (or find in the cache) lmgym's default tiny model
 """
 
 from __future__ import annotations
@@ -29,11 +30,36 @@ def cmd_envs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    import shutil
+
+    from lmgym.pretrain import PretrainConfig, cache_dir, default_model
+
+    overrides = {k: v for k, v in {"steps": args.steps, "size": args.size, "seed": args.seed}.items() if v is not None}
+    config = dataclasses.replace(PretrainConfig(), **overrides)
+    target = cache_dir() / "models" / config.name
+    if args.force and target.exists():
+        shutil.rmtree(target)
+    path = default_model(config)
+    meta = json.loads((path / "lmgym_pretrain.json").read_text())
+    print(f"{path}\ntest accuracy {meta['test_accuracy']:.1%} on {meta['eval_problems']} problems "
+          f"({meta['parameters']:,} parameters, {meta['train_seconds']} s of training)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmgym", description="Gymnasium environments and benchmarks for RL fine-tuning of LMs")
     commands = parser.add_subparsers(dest="command", required=True)
     envs = commands.add_parser("envs", help="list the registered environments")
     envs.set_defaults(func=cmd_envs)
+    pretrain = commands.add_parser("pretrain", help="pretrain lmgym's tiny model on Arithmetic (cached)")
+    pretrain.add_argument("--steps", type=int, help="optimizer steps (default: the calibrated default)")
+    pretrain.add_argument("--size", choices=["tiny", "small"], help="model shape (default: tiny)")
+    pretrain.add_argument("--seed", type=int)
+    pretrain.add_argument("--force", action="store_true", help="retrain even if cached")
+    pretrain.set_defaults(func=cmd_pretrain)
     return parser
 
 

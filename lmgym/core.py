@@ -274,6 +274,11 @@ class LMEnv(gym.Env[str, str]):
         self._done = True
         self._last: tuple[str, float, dict] | None = None
 
+    @property
+    def needs_reset(self) -> bool:
+        """True before the first reset and after an episode ended."""
+        return self._done
+
     # reset / step -------------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[str, dict]:

@@ -37,3 +37,45 @@ def char_tokenizer(alphabet: str = string.printable):
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, **SPECIAL_TOKENS)
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
+
+
+# --- tiny Llama configs -------------------------------------------------------------------
+
+# Shrunk Llama shapes for CPUs. head_dim stays 32/64: vLLM's CPU attention supports those.
+TINY_SHAPES = {
+    # ~0.8M parameters: learns 2-digit arithmetic in a couple of minutes on 2 cores
+    "tiny": dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4),
+    # ~20M parameters: big enough that generation is compute-bound (the vLLM benchmark model)
+    "small": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=6, num_attention_heads=8),
+}
+
+
+def tiny_llama_config(tokenizer, size: str = "tiny", max_position_embeddings: int = 512):
+    """A ``LlamaConfig`` of one of :data:`TINY_SHAPES` for ``tokenizer``'s vocabulary."""
+    from transformers import LlamaConfig
+
+    if size not in TINY_SHAPES:
+        raise ValueError(f"unknown tiny model size {size!r}: choose one of {sorted(TINY_SHAPES)}")
+    shape = TINY_SHAPES[size]
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        num_key_value_heads=shape["num_attention_heads"],
+        max_position_embeddings=max_position_embeddings,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        torch_dtype="float32",
+        **shape,
+    )
+
+
+def tiny_llama(tokenizer=None, size: str = "tiny", seed: int = 0):
+    """A randomly initialised tiny Llama and its tokenizer: ``(model, tokenizer)``."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    tokenizer = tokenizer or char_tokenizer()
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(tiny_llama_config(tokenizer, size)), tokenizer

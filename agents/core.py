@@ -33,6 +33,7 @@ import torch
 
 import lmgym  # noqa: F401  (registers the env ids)
 from lmgym.generation.generator import make_generator
+from lmgym.generation.hf import completion_logprobs
 from lmgym.rollout import Budget, RolloutBatch, rollout
 
 __all__ = ["Agent", "AgentConfig", "BasePolicy", "LearnResult", "completion_logprobs", "kl_penalty", "masked_mean",
@@ -79,44 +80,6 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "
     if kind == "k3":
         return torch.expm1(-log_ratio) + log_ratio
     raise ValueError(f"unknown KL estimator {kind!r}: k1, k2 or k3")
-
-
-def completion_logprobs(
-    model,
-    prompt_ids: Sequence[Sequence[int]],
-    completion_ids: Sequence[Sequence[int]],
-    pad_token_id: int,
-    return_hidden: bool = False,
-):
-    """Teacher-forced log-probs of each completion token: ``(logprobs, mask[, hidden])``, each
-    ``(batch, max_completion_len)`` (hidden: ``(batch, T, d)``, the state that predicts token t).
-
-    Sequences are right-padded; ``mask`` is 1 on real completion tokens.
-    """
-    rows = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids, strict=True)]
-    width = max(map(len, rows))
-    steps = max(max(len(c) for c in completion_ids), 1)
-    device = next(model.parameters()).device
-    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long, device=device)
-    attention_mask = torch.zeros_like(input_ids)
-    for i, row in enumerate(rows):
-        input_ids[i, : len(row)] = torch.tensor(row, device=device)
-        attention_mask[i, : len(row)] = 1
-    output = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=return_hidden)
-    # position t predicts token t+1: gather each completion's span [len(p) - 1, len(p) - 1 + len(c))
-    starts = torch.tensor([len(p) - 1 for p in prompt_ids], device=device)
-    positions = starts[:, None] + torch.arange(steps, device=device)[None, :]
-    lengths = torch.tensor([len(c) for c in completion_ids], device=device)
-    mask = (torch.arange(steps, device=device)[None, :] < lengths[:, None]).float()
-    positions = positions.clamp(max=width - 1)
-    targets = input_ids.gather(1, (positions + 1).clamp(max=width - 1))
-    logits = output.logits.gather(1, positions[..., None].expand(-1, -1, output.logits.shape[-1])).float()
-    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1) * mask
-    if not return_hidden:
-        return logprobs, mask
-    hidden = output.hidden_states[-1]
-    hidden = hidden.gather(1, positions[..., None].expand(-1, -1, hidden.shape[-1]))
-    return logprobs, mask, hidden
 
 
 # --- configuration and results ------------------------------------------------------------
@@ -222,7 +185,8 @@ class Agent:
     def build(self) -> None:
         """Create agent-specific modules (called before the optimizer is built)."""
 
-    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+    def trainable_parameters(self) -> list:
+        """Parameters (or parameter groups, policy first) the optimizer trains."""
         return list(self.policy.parameters())
 
     # sampling, scoring, updating -------------------------------------------------------------
@@ -264,13 +228,14 @@ class Agent:
         return float(masked_mean((sampler - trainer_logprobs).abs(), mask))
 
     def optimizer_step(self, loss: torch.Tensor) -> float:
-        """Backward, clip, step, schedule; returns the pre-clip gradient norm."""
+        """Backward, clip (each parameter group on its own, so a value head's gradients cannot
+        crowd out the policy's), step, schedule; returns the policy's pre-clip gradient norm."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(self.trainable_parameters(), self.config.max_grad_norm)
+        norms = [torch.nn.utils.clip_grad_norm_(g["params"], self.config.max_grad_norm) for g in self.optimizer.param_groups]
         self.optimizer.step()
         self.scheduler.step()
-        return float(norm)
+        return float(norms[0])
 
     def fit(self, examples: Sequence[tuple[list[int], list[int]]], epochs: int, batch_size: int) -> float:
         """Supervised steps on ``(prompt_ids, completion_ids)`` pairs (ExIt, RC-RL, SFT): shuffled

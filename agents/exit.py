@@ -20,11 +20,13 @@ from lmgym.rollout import Budget
 @dataclass
 class ExItConfig(AgentConfig):
     lr: float = 1e-4
-    samples_per_prompt: int = 8  # K: the paper samples up to 96 per prompt
+    warmup_steps: int = 10  # a fresh Adam's first full-size steps knock a tiny model off balance
+    prompts_per_iteration: int = 128
+    samples_per_prompt: int = 4  # K: the paper samples up to 96 per prompt
     reward_threshold: float = 1.0  # keep samples whose reward reaches this (correct answers)
     from_base: bool = False  # re-train from the initial weights each round on the accumulated set
     sft_epochs: int = 1
-    sft_batch_size: int = 64
+    sft_batch_size: int = 128
 
 
 class ExIt(Agent):

@@ -24,20 +24,25 @@ from lmgym.rollout import Budget
 
 @dataclass
 class PPOConfig(AgentConfig):
-    lr: float = 2e-5
+    lr: float = 1e-5
+    warmup_steps: int = 5
+    prompts_per_iteration: int = 64
     samples_per_prompt: int = 4
-    ppo_epochs: int = 2
+    ppo_epochs: int = 1
     minibatches: int = 2
     clip_range: float = 0.2  # epsilon in min(r A, clip(r, 1-eps, 1+eps) A)
     clip_range_value: float = 0.2  # value predictions move at most this far from the rollout's
     vf_coef: float = 0.5
+    value_lr: float = 1e-3  # the value head's own learning rate: it starts from zero and must catch up fast
     gamma: float = 1.0
-    lam: float = 0.95  # GAE lambda
-    kl_coef: float = 0.02  # beta in r_t = -beta (log pi - log pi_ref) (+ the task reward)
+    lam: float = 1.0  # GAE lambda: 1 = Monte-Carlo returns (the linear value head is a weak critic)
+    kl_coef: float = 0.05  # beta in r_t = -beta (log pi - log pi_ref) (+ the task reward)
     adaptive_kl: bool = False  # Ziegler et al.'s controller: move beta towards target_kl
     target_kl: float = 1.0  # nats per sequence, for the adaptive controller
     kl_horizon: int = 10_000  # samples, for the adaptive controller
     whiten_rewards: bool = False  # normalise sequence rewards over the batch before GAE
+    value_grad_to_trunk: bool = False  # let the value loss train the shared trunk (False: the
+    # value head reads detached features, so early, noisy value gradients cannot damage the LM)
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float):
@@ -97,13 +102,16 @@ class PPO(Agent):
 
     def build(self) -> None:
         hidden = self.policy.config.hidden_size
+        # zero-initialised: V = 0 at first, so the first advantages are the returns themselves
+        # rather than noise from a random head
         self.value_head = torch.nn.Linear(hidden, 1).to(self.device)
-        torch.nn.init.normal_(self.value_head.weight, std=1 / np.sqrt(hidden + 1))
+        torch.nn.init.zeros_(self.value_head.weight)
         torch.nn.init.zeros_(self.value_head.bias)
         self.kl_coef = self.config.kl_coef
 
     def trainable_parameters(self):
-        return list(self.policy.parameters()) + list(self.value_head.parameters())
+        return [{"params": list(self.policy.parameters())},
+                {"params": list(self.value_head.parameters()), "lr": self.config.value_lr}]
 
     def iteration(self, envs, budget: Budget) -> dict:
         cfg = self.config
@@ -136,7 +144,8 @@ class PPO(Agent):
                     self.policy, [prompt_ids[i] for i in idx], [completion_ids[i] for i in idx], return_hidden=True
                 )
                 width = logprobs.shape[1]
-                values = self.value_head(hidden).squeeze(-1) * mb_mask
+                features = hidden if cfg.value_grad_to_trunk else hidden.detach()
+                values = self.value_head(features).squeeze(-1) * mb_mask
                 policy_loss, value_loss, mb_stats = ppo_losses(
                     logprobs, old_logprobs[idx, :width], advantages[idx, :width], values, old_values[idx, :width],
                     returns[idx, :width], mb_mask, cfg.clip_range, cfg.clip_range_value,

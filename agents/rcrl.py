@@ -10,8 +10,8 @@ works without new embeddings.
 
 Each round fine-tunes on its own labelled samples plus as many replayed from earlier rounds
 (the paper fine-tunes on all of them; replay keeps every label in play at constant cost).
-The first round samples unconditioned (the initial policy has never seen a label); later rounds
-sample conditioned on the best label, as the policy acts.
+The first ``unconditioned_rounds`` rounds sample the plain prompt (the initial policy has never
+seen a label); later rounds sample conditioned on the best label, as the policy acts.
 
 Logged: train/reward, train/good_share, train/dataset, losses/sft.
 """
@@ -29,16 +29,20 @@ from lmgym.rollout import Budget
 @dataclass
 class RCRLConfig(AgentConfig):
     lr: float = 1e-4
+    warmup_steps: int = 10
+    prompts_per_iteration: int = 128
     samples_per_prompt: int = 4
-    good_prefix: str = "[good] "
-    bad_prefix: str = "[bad] "
+    good_prefix: str = "G "
+    bad_prefix: str = "B "
     reward_threshold: float = 1.0
     return_bins: int = 0  # > 0: discretized-return labels for dense rewards
     return_low: float = 0.0
     return_high: float = 1.5
-    sft_epochs: int = 1
-    sft_batch_size: int = 64
+    sft_epochs: int = 2
+    sft_batch_size: int = 128
     max_dataset: int = 20_000  # keep the most recent labelled samples
+    unconditioned_rounds: int = 16  # first rounds sample the plain prompt: the initial policy has
+    # never seen a label, and conditioning on one it cannot read yet yields no good samples
 
 
 def return_label(reward: float, cfg: RCRLConfig) -> str:
@@ -62,7 +66,7 @@ class RCRL(Agent):
 
     def iteration(self, envs, budget: Budget) -> dict:
         cfg = self.config
-        prefix = self.prompt_prefix() if self.dataset else ""
+        prefix = self.prompt_prefix() if self.iteration_count >= cfg.unconditioned_rounds else ""
         batch = self.sample(envs, budget, prefix=prefix)
         prefix_length = len(self.tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
         good = 0

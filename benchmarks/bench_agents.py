@@ -110,6 +110,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench_agents")
     parser.add_argument("--overrides", default="{}", help='JSON: {"ppo": {"lr": 1e-5}, ...}')
     parser.add_argument("--trl", action="store_true", help="also run TRL's GRPOTrainer as a peer")
+    parser.add_argument("--trl-seeds", nargs="+", type=int, default=[0], help="seeds for the TRL peer (it is slow on CPU)")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = Path(args.out)
@@ -127,7 +128,7 @@ def main() -> None:
 
     base = BasePolicy().evaluate(ENV)["test/mean_reward"]
     rows, runs = [], {}
-    jobs = [(a, s) for a in args.agents for s in args.seeds] + ([("trl-grpo", s) for s in args.seeds] if args.trl else [])
+    jobs = [(a, s) for a in args.agents for s in args.seeds] + ([("trl-grpo", s) for s in args.trl_seeds] if args.trl else [])
     for name, seed in jobs:
         folder = "trl" if name == "trl-grpo" else name
         result_file = out / folder / f"seed{seed}.json"

@@ -80,27 +80,18 @@ def _batch(tokenizer, prompts: list[str], completions: list[str]):
     return input_ids, attention_mask, labels
 
 
-def evaluate_greedy(model, tokenizer, task, split: str = "test", limit: int = 500, max_new_tokens: int = 32, batch_size: int = 250) -> float:
-    """Share of the first ``limit`` problems of ``split`` that greedy decoding solves."""
-    import torch
-
+def evaluate_greedy(model, tokenizer, task, split: str = "test", limit: int = 500, max_new_tokens: int = 32) -> float:
+    """Mean reward (accuracy) of greedy decoding on the first ``limit`` problems of ``split``."""
     from lmgym.core import build_template
+    from lmgym.generation.hf import HFGenerator
 
     prompt_for = build_template(task, "plain")
     problems = [task.problem(split, i) for i in range(min(limit, task.num_problems(split)))]
-    tokenizer.padding_side = "left"
-    correct = 0.0
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(problems), batch_size):
-            chunk = problems[start : start + batch_size]
-            encoded = tokenizer([prompt_for(p) for p in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
-            output = model.generate(
-                **encoded, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
-            )
-            texts = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
-            correct += sum(reward for reward, _ in task.score_batch(chunk, texts))
-    return correct / len(problems)
+    generations = HFGenerator(model, tokenizer=tokenizer, batch_size=250).generate(
+        [prompt_for(p) for p in problems], temperature=0.0, max_tokens=max_new_tokens
+    )
+    completions = [g.completions[0].text for g in generations]
+    return sum(reward for reward, _ in task.score_batch(problems, completions)) / len(problems)
 
 
 def pretrain(config: PretrainConfig, out_dir: str | os.PathLike, progress: bool = True) -> Path:

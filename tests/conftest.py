@@ -61,3 +61,16 @@ def vllm_generator(tiny_model_dir):
     generator = VLLMGenerator(tiny_model_dir, dtype="float32", seed=0)
     yield generator
     generator.close()
+
+
+EASY_ARITHMETIC = {"digits": 1, "operators": "+-*", "test_size": 20}  # 300 problems: learnable in seconds
+
+
+@pytest.fixture(scope="session")
+def warm_model_dir(tmp_path_factory):
+    """A tiny model SFT-ed for a few seconds on one-digit arithmetic: right often enough that
+    rewards vary, so policy-gradient agents get a signal (a random model never scores)."""
+    from lmgym.pretrain import PretrainConfig, pretrain
+
+    config = PretrainConfig(task_kwargs=EASY_ARITHMETIC, steps=80, batch_size=64, eval_problems=20)
+    return pretrain(config, tmp_path_factory.mktemp("warm") / "model", progress=False)

@@ -24,12 +24,13 @@ def small_config(agent_class, model_dir, **overrides):
 
 
 @pytest.mark.parametrize("name", ["sft", "ppo", "exit", "rcrl"])
-def test_agent_learns_end_to_end_and_updates_every_parameter(name, tiny_model_dir, tmp_path):
+def test_agent_learns_end_to_end_and_updates_every_parameter(name, warm_model_dir, tmp_path):
+    from tests.conftest import EASY_ARITHMETIC
+
     agent_class = load_agent(name)
-    extra = {"reward_threshold": 0.0} if name == "exit" else {}  # a random model is never correct
-    agent = agent_class(small_config(agent_class, tiny_model_dir, **extra))
+    agent = agent_class(small_config(agent_class, warm_model_dir, warmup_steps=0))
     before = {k: v.clone() for k, v in agent.policy.named_parameters()}
-    result = agent.learn(ENV, Budget(max_samples=16), run_dir=tmp_path, progress=False)
+    result = agent.learn(ENV, Budget(max_samples=16), run_dir=tmp_path, env_kwargs=EASY_ARITHMETIC, progress=False)
     per_iteration = agent.config.prompts_per_iteration * agent.config.samples_per_prompt
     assert result.budget["samples"] == 16 and agent.iteration_count == 16 // per_iteration
     assert [row["samples"] for row in result.curve] == [0, result.budget["samples"]]

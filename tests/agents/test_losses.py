@@ -88,21 +88,25 @@ def test_token_rewards_place_score_kl_and_dense_steps():
 def test_completion_logprobs_mask_the_prompt_and_match_full_sequence_scores(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    from lmgym.generation.hf import score_logprobs
-
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     prompts, completions = [[5, 6, 7], [8]], [[9, 10], [11, 12, 13, 2]]
+
+    def one_by_one(prompt, completion):  # each sequence alone, no padding: the reference
+        ids = torch.tensor([prompt + completion])
+        logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1]
+        return torch.log_softmax(logits, -1).gather(-1, torch.tensor(completion)[:, None]).squeeze(-1)
+
     with torch.no_grad():
         logprobs, mask = completion_logprobs(model, prompts, completions, pad_token_id=0)
-        expected = score_logprobs(model, prompts, completions)
+        expected = [one_by_one(p, c) for p, c in zip(prompts, completions)]
     assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
-    torch.testing.assert_close(logprobs[0, :2], expected[0])
-    torch.testing.assert_close(logprobs[1], expected[1])
+    torch.testing.assert_close(logprobs[0, :2], expected[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(logprobs[1], expected[1], atol=1e-5, rtol=0)
     assert logprobs[0, 2:].abs().sum() == 0
 
 
 def test_return_labels():
     cfg = RCRLConfig()
-    assert return_label(1.0, cfg) == "[good] " and return_label(0.0, cfg) == "[bad] "
+    assert return_label(1.0, cfg) == cfg.good_prefix and return_label(0.0, cfg) == cfg.bad_prefix
     dense = RCRLConfig(return_bins=3, return_low=0.0, return_high=1.5)
     assert [return_label(r, dense) for r in (0.0, 0.6, 1.0, 1.5, 9.0)] == ["[r0] ", "[r1] ", "[r2] ", "[r2] ", "[r2] "]

@@ -34,6 +34,7 @@ import torch
 import lmgym  # noqa: F401  (registers the env ids)
 from lmgym.generation.generator import make_generator
 from lmgym.generation.hf import completion_logprobs
+from lmgym.metrics import vanishing_gradient_share
 from lmgym.rollout import Budget, RolloutBatch, rollout
 
 __all__ = ["Agent", "AgentConfig", "BasePolicy", "LearnResult", "completion_logprobs", "kl_penalty", "masked_mean",
@@ -218,6 +219,15 @@ class Agent:
         width = max(chunk[0].shape[1] for chunk in chunks)
         pad = lambda t: torch.nn.functional.pad(t, (0, 0) * (t.dim() - 2) + (0, width - t.shape[1]))
         return tuple(torch.cat([pad(chunk[k]) for chunk in chunks]) for k in range(len(chunks[0])))
+
+    @staticmethod
+    def batch_metrics(batch: RolloutBatch) -> dict:
+        """Reward mean, and the share of prompts whose n samples all scored the same: their
+        policy gradient vanishes (Razin et al. 2024; logged as in ../shared/PAPERS.md)."""
+        metrics = {"train/reward": float(batch.rewards.mean())}
+        if batch.n >= 2:
+            metrics["train/reward_std_zero_share"] = vanishing_gradient_share(batch.grouped_rewards())
+        return metrics
 
     def sampler_mismatch(self, batch: RolloutBatch, trainer_logprobs: torch.Tensor, mask: torch.Tensor) -> float:
         """Mean |sampler log-prob - trainer log-prob| over the batch's tokens: ~0 when the

@@ -5,7 +5,7 @@ the correct ones, de-duplicate, fine-tune on everything kept so far, repeat.
 One iteration is one round. ``from_base=True`` re-trains from the initial weights each round
 on the whole accumulated set (the paper's choice); ``False`` continues from the current policy.
 
-Logged: train/reward (mean reward of this round's samples), train/kept (new unique correct
+Logged: train/reward (mean reward of this round's samples), train/reward_std_zero_share, train/kept (new unique correct
 samples), train/dataset (accumulated), losses/sft.
 """
 
@@ -52,7 +52,7 @@ class ExIt(Agent):
             self.policy.load_state_dict(self.initial_weights)
             self.optimizer.state.clear()
         loss = self.fit(self.dataset, cfg.sft_epochs, cfg.sft_batch_size) if self.dataset else float("nan")
-        return {"train/reward": float(batch.rewards.mean()), "train/kept": kept, "train/dataset": len(self.dataset), "losses/sft": loss}
+        return {**self.batch_metrics(batch), "train/kept": kept, "train/dataset": len(self.dataset), "losses/sft": loss}
 
     def extra_state(self) -> dict:
         return {"dataset": self.dataset}

@@ -7,7 +7,7 @@ the tokens that complete each step, minus a per-token KL penalty to the frozen r
 estimates advantages with GAE from a value head on the policy's trunk, and takes
 ``ppo_epochs x minibatches`` clipped-surrogate steps.
 
-Logged: train/reward, train/kl, losses/policy, losses/value, losses/approx_kl, losses/clipfrac,
+Logged: train/reward, train/reward_std_zero_share, train/kl, losses/policy, losses/value, losses/approx_kl, losses/clipfrac,
 sampler/logprob_mismatch (sampler vs trainer log-probs of the same tokens).
 """
 
@@ -162,7 +162,7 @@ class PPO(Agent):
             self.kl_coef *= 1 + error * size / cfg.kl_horizon
         metrics = {key: float(np.mean(values)) for key, values in stats.items()}
         metrics.update({
-            "train/reward": float(scores.mean()),
+            **self.batch_metrics(batch),
             "train/kl": sequence_kl,
             "train/kl_coef": self.kl_coef,
             "sampler/logprob_mismatch": mismatch,

@@ -13,7 +13,7 @@ Each round fine-tunes on its own labelled samples plus as many replayed from ear
 The first ``unconditioned_rounds`` rounds sample the plain prompt (the initial policy has never
 seen a label); later rounds sample conditioned on the best label, as the policy acts.
 
-Logged: train/reward, train/good_share, train/dataset, losses/sft.
+Logged: train/reward, train/reward_std_zero_share, train/good_share, train/dataset, losses/sft.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class RCRL(Agent):
         rng = np.random.default_rng([cfg.seed, self.iteration_count, 17])
         replay = [old[i] for i in rng.choice(len(old), size=min(len(old), len(new)), replace=False)] if old else []
         loss = self.fit(new + replay, cfg.sft_epochs, cfg.sft_batch_size)
-        return {"train/reward": float(batch.rewards.mean()), "train/good_share": good / len(batch.samples),
+        return {**self.batch_metrics(batch), "train/good_share": good / len(batch.samples),
                 "train/dataset": len(self.dataset), "losses/sft": loss}
 
     def extra_state(self) -> dict:

@@ -1,0 +1,76 @@
+"""Evaluation metrics as pure functions, shared by agents, the benchmark runner and users.
+
+- :func:`pass_at_k`: the unbiased estimator of Chen et al. 2021 (HumanEval paper, eq. 1):
+  ``1 - C(n - c, k) / C(n, k)`` for ``n`` samples of which ``c`` are correct.
+- :func:`maj_at_k`: majority vote over the first ``k`` samples' extracted answers (ties broken
+  by first occurrence, as in self-consistency).
+- :func:`vanishing_gradient_share`: the share of prompts whose reward standard deviation under
+  the policy is below a threshold (Razin et al. 2024, ../shared/PAPERS.md paper 2): their
+  expected policy gradient is near zero however wrong the policy is.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+
+__all__ = ["maj_at_k", "mean_and_ci", "pass_at_k", "reward_std_per_prompt", "vanishing_gradient_share"]
+
+
+def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
+    """Probability that at least one of ``k`` samples drawn without replacement from ``n`` with
+    ``c`` correct is correct: ``1 - C(n-c, k) / C(n, k)``, computed stably as a product."""
+    if not 0 <= num_correct <= num_samples:
+        raise ValueError(f"need 0 <= num_correct <= num_samples, got c={num_correct}, n={num_samples}")
+    if not 1 <= k <= num_samples:
+        raise ValueError(f"need 1 <= k <= num_samples, got k={k}, n={num_samples}")
+    if num_samples - num_correct < k:
+        return 1.0
+    # C(n-c, k) / C(n, k) = prod_{i=n-c+1}^{n} (1 - k / i)
+    return float(1.0 - np.prod(1.0 - k / np.arange(num_samples - num_correct + 1, num_samples + 1)))
+
+
+def maj_at_k(answers: Sequence[Hashable | None], correct: Sequence[bool], k: int) -> float:
+    """1.0 if the most frequent non-None answer among the first ``k`` is a correct one, else 0.0.
+
+    ``answers[i]`` is sample i's extracted answer (None when none was found: it never votes),
+    ``correct[i]`` whether sample i was scored correct.
+    """
+    if len(answers) != len(correct):
+        raise ValueError("answers and correct must have the same length")
+    if not 1 <= k <= len(answers):
+        raise ValueError(f"need 1 <= k <= {len(answers)}, got k={k}")
+    votes = Counter(a for a in answers[:k] if a is not None)
+    if not votes:
+        return 0.0
+    top = max(votes.values())
+    winner = next(a for a in answers[:k] if a is not None and votes[a] == top)  # first to reach the top count
+    return float(any(c for a, c in zip(answers[:k], correct[:k]) if a == winner))
+
+
+def reward_std_per_prompt(rewards: np.ndarray) -> np.ndarray:
+    """``(num_prompts, n)`` rewards -> the (population) standard deviation per prompt."""
+    rewards = np.asarray(rewards, dtype=np.float64)
+    if rewards.ndim != 2 or rewards.shape[1] < 2:
+        raise ValueError(f"need (num_prompts, n >= 2) rewards, got shape {rewards.shape}")
+    return rewards.std(axis=1)
+
+
+def vanishing_gradient_share(rewards: np.ndarray, threshold: float = 1e-3) -> float:
+    """Share of prompts whose reward std under the policy is at most ``threshold``."""
+    return float(np.mean(reward_std_per_prompt(rewards) <= threshold))
+
+
+def mean_and_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Mean and the half-width of a Student-t confidence interval over seeds (0 for one value)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("no values")
+    if values.size == 1:
+        return float(values[0]), 0.0
+    from scipy import stats
+
+    half = stats.t.ppf(0.5 + confidence / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
+    return float(values.mean()), float(half)

@@ -298,6 +298,44 @@ class Agent:
         rewards = [reward for reward, _ in env.task.score_batch(selected, completions)]
         return {"test/mean_reward": float(np.mean(rewards)), "test/problems": problems}
 
+    def evaluate_samples(self, env_id: str, env_kwargs: dict | None = None, k: int = 4, problems: int | None = None) -> dict:
+        """``k`` samples per test problem (at the training temperature): pass@k (unbiased),
+        maj@k, mean reward, the vanishing-gradient share, and KL(policy || reference) per
+        sequence (k1 estimate on the samples)."""
+        from lmgym.metrics import maj_at_k, pass_at_k
+
+        problems = problems or self.config.eval_problems
+        env = gym.make(env_id, split="test", **(env_kwargs or {})).unwrapped
+        selected = [env.task.problem("test", i) for i in range(min(problems, env.num_problems))]
+        prefix = self.prompt_prefix()
+        generations = self.generator.generate(
+            [prefix + env.prompt_for(p) for p in selected], n=k, temperature=self.config.temperature,
+            top_p=self.config.top_p, max_tokens=self.config.max_new_tokens, seed=self.iteration_seed(),
+        )
+        completions = [c for g in generations for c in g.completions]
+        scored = env.task.score_batch([p for p in selected for _ in range(k)], [c.text for c in completions])
+        rewards = np.array([r for r, _ in scored]).reshape(len(selected), k)
+        correct = np.array([bool(info.get("correct", r >= 1.0)) for r, info in scored]).reshape(len(selected), k)
+        answers = [info.get("extracted_answer") for _, info in scored]
+        reference = self.reference
+        if reference is None:  # agents without a KL anchor: load the initial weights to measure drift
+            from transformers import AutoModelForCausalLM
+
+            reference = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32).to(self.device).eval()
+        prompt_ids = [g.prompt_token_ids for g in generations for _ in g.completions]
+        completion_ids = [c.token_ids for c in completions]
+        with torch.no_grad():
+            logprobs, mask = self.logprobs(self.policy, prompt_ids, completion_ids)
+            ref_logprobs, _ = self.logprobs(reference, prompt_ids, completion_ids)
+        kl = float(((logprobs - ref_logprobs) * mask).sum(1).mean())
+        return {
+            f"test/pass@{k}": float(np.mean([pass_at_k(k, int(c.sum()), k) for c in correct])),
+            f"test/maj@{k}": float(np.mean([maj_at_k(answers[i * k : (i + 1) * k], correct[i], k) for i in range(len(selected))])),
+            f"test/sampled_mean_reward": float(rewards.mean()),
+            "test/reward_std_zero_share": vanishing_gradient_share(rewards) if k >= 2 else float("nan"),
+            "test/kl_to_reference": kl,
+        }
+
     # the loop -----------------------------------------------------------------------------------
 
     def learn(

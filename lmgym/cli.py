@@ -2,6 +2,7 @@
 
     lmgym envs                 the registered environments, their splits and a sample prompt
     lmgym pretrain             pretrain (or find in the cache) lmgym's default tiny model
+    lmgym bench [--config F]   agents x envs x seeds under one budget (see lmgym.bench)
 """
 
 from __future__ import annotations
@@ -49,6 +50,16 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from lmgym.bench import config_from_args, run_bench, summary_table
+
+    config = config_from_args(args)
+    results = run_bench(config, progress=not args.quiet)
+    print(summary_table(results))
+    print(f"\nresults, curves and summary in {config.out}/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmgym", description="Gymnasium environments and benchmarks for RL fine-tuning of LMs")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -60,12 +71,28 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--seed", type=int)
     pretrain.add_argument("--force", action="store_true", help="retrain even if cached")
     pretrain.set_defaults(func=cmd_pretrain)
+    bench = commands.add_parser("bench", help="benchmark agents x envs x seeds under one budget")
+    bench.add_argument("--config", help="a TOML or YAML file with BenchConfig keys (flags override it)")
+    bench.add_argument("--env", nargs="+", help="env ids (default lmgym/Arithmetic-v0)")
+    bench.add_argument("--agent", nargs="+", help="agent names or module:Class (default: every built-in agent)")
+    bench.add_argument("--seeds", nargs="+", type=int)
+    bench.add_argument("--samples", type=int, help="budget per cell in generated samples (default 20000)")
+    bench.add_argument("--tokens", type=int, help="optional budget per cell in generated tokens")
+    bench.add_argument("--model", help="HF name or path (default: lmgym's pretrained tiny model)")
+    bench.add_argument("--out", help="output folder (default runs/bench)")
+    bench.add_argument("--eval-problems", type=int)
+    bench.add_argument("--quiet", action="store_true", help="no progress bars")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, ImportError) as error:  # user errors: one clear line, no traceback
+        print(f"lmgym {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

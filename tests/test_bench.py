@@ -1,0 +1,82 @@
+"""lmgym bench: cells, result records against the schema, resume, config files, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from lmgym.bench import BenchConfig, load_config, run_bench, validate_result
+from lmgym.cli import main
+from tests.conftest import EASY_ARITHMETIC
+
+
+@pytest.fixture
+def config(warm_model_dir, tmp_path):
+    return BenchConfig(agents=["base", "agents.exit:ExIt"], seeds=[0, 1], samples=16, model=str(warm_model_dir),
+                       out=str(tmp_path / "bench"), eval_problems=10, eval_k=2, env_kwargs=EASY_ARITHMETIC,
+                       agent_overrides={"agents.exit:ExIt": {"prompts_per_iteration": 4, "samples_per_prompt": 2}})
+
+
+def test_bench_writes_valid_results_and_skips_finished_cells(config, tmp_path):
+    results = run_bench(config, progress=False)
+    assert [(r["agent"]["name"], r["seed"]) for r in results] == [("base", 0), ("base", 1), ("agents.exit:ExIt", 0), ("agents.exit:ExIt", 1)]
+    for result in results:
+        validate_result(result)
+        assert result["model"]["weights_sha256"] and result["packages"]["torch"]
+        assert {"test/mean_reward", "test/pass@2", "test/maj@2", "test/kl_to_reference", "test/reward_std_zero_share"} <= set(result["metrics"])
+    exit_result = results[2]
+    assert exit_result["budget"]["samples"] == 16 and exit_result["agent"]["config"]["prompts_per_iteration"] == 4
+    out = tmp_path / "bench"
+    files = sorted(out.rglob("result.json"))
+    assert len(files) == 4 and (out / "summary.md").is_file() and (out / "curves.png").stat().st_size > 0
+    assert (files[0].parent / "curve.csv").is_file()
+    stamps = [f.stat().st_mtime_ns for f in files]
+    again = run_bench(config, progress=False)  # finished cells are read back, not re-run
+    assert [f.stat().st_mtime_ns for f in files] == stamps and again == results
+    assert "± " in (out / "summary.md").read_text()  # two seeds: a confidence interval
+
+
+def test_schema_rejects_broken_records(config):
+    result = run_bench(BenchConfig(**{**config.__dict__, "agents": ["base"], "seeds": [0], "agent_overrides": {}}), progress=False)[0]
+    for broken in ({**result, "schema_version": 2}, {**result, "metrics": {}}, {**result, "seed": "zero"},
+                   {**result, "env": {**result["env"], "id": "Arithmetic"}}):
+        with pytest.raises(jsonschema.ValidationError):
+            validate_result(broken)
+
+
+def test_config_files(tmp_path):
+    toml = tmp_path / "bench.toml"
+    toml.write_text('agents = ["ppo"]\nseeds = [1, 2]\nsamples = 100\n[agent_overrides.ppo]\nlr = 1e-5\n')
+    assert load_config(toml) == BenchConfig(agents=["ppo"], seeds=[1, 2], samples=100, agent_overrides={"ppo": {"lr": 1e-5}})
+    yaml = tmp_path / "bench.yaml"
+    yaml.write_text("agents: [exit]\nsampels: 10\n")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['sampels'\]"):
+        load_config(yaml)
+    with pytest.raises(ValueError, match="must be .toml"):
+        load_config(tmp_path / "bench.json")
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"samples": 0}, "positive"), ({"agents": []}, "at least one"), ({"agent_overrides": {"ppo": {}}, "agents": ["exit"]}, "not in the run")],
+)
+def test_bad_configs(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        BenchConfig(**kwargs)
+
+
+def test_unknown_ids_fail_before_training(tmp_path, capsys):
+    assert main(["bench", "--env", "lmgym/Nope-v0", "--out", str(tmp_path)]) == 2
+    assert "unknown env id 'lmgym/Nope-v0'" in capsys.readouterr().err
+    assert main(["bench", "--agent", "a3c", "--out", str(tmp_path)]) == 2
+    assert "unknown agent 'a3c'" in capsys.readouterr().err
+    assert main(["bench", "--samples", "0", "--out", str(tmp_path)]) == 2
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_unknown_agent_override_key_is_an_error(config):
+    bad = BenchConfig(**{**config.__dict__, "agents": ["exit"], "seeds": [0], "agent_overrides": {"exit": {"learning_rate": 1}}})
+    with pytest.raises(ValueError, match="unknown exit config key"):
+        run_bench(bad, progress=False)

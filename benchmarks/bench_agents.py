@@ -164,35 +164,16 @@ def main() -> None:
             for r in results:
                 for point in r.get("curve", []):
                     writer.writerow([name, r["seed"], point["samples"], point["tokens"], point["test/mean_reward"]])
-    plot(runs, base, out / "curves.png", args.samples)
+    plot(runs, base, out / "curves.png")
     write_json_atomic(out / "summary.json", {"env": ENV, "samples": args.samples, "base_accuracy": base, "table": rows})
 
 
-def plot(runs: dict, base: float, path: Path, samples: int) -> None:
-    import matplotlib
+def plot(runs: dict, base: float, path: Path) -> None:
+    from lmgym.bench import plot_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, results in runs.items():
-        curves = [r["curve"] for r in results if "curve" in r]
-        if not curves:
-            continue
-        length = min(len(c) for c in curves)
-        x = np.mean([[p["samples"] for p in c[:length]] for c in curves], axis=0)
-        y = np.array([[p["test/mean_reward"] for p in c[:length]] for c in curves])
-        ax.plot(x, y.mean(0), marker="o", label=f"{name} (n={len(curves)})")
-        ax.fill_between(x, y.min(0), y.max(0), alpha=0.2)
-    ax.axhline(base, color="grey", linestyle="--", label="base policy")
-    ax.set_xlabel("generated samples")
-    ax.set_ylabel("test accuracy (greedy, 500 problems)")
-    ax.set_title(f"lmgym/Arithmetic-v0 from the pretrained tiny model, budget {samples}")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    cells = [{"env": {"id": ENV}, "agent": {"name": name}, "curve": r["curve"]}
+             for name, results in runs.items() for r in results if "curve" in r]
+    plot_curves(cells, path, baseline=base)
 
 
 if __name__ == "__main__":

@@ -245,7 +245,8 @@ def summary_table(results: list[dict]) -> str:
     return "\n\n".join(sections)
 
 
-def plot_curves(results: list[dict], path: Path) -> None:
+def plot_curves(results: list[dict], path: Path, baseline: float | None = None) -> None:
+    """Test mean reward vs generated samples, one line per agent (band: min-max over seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -264,6 +265,8 @@ def plot_curves(results: list[dict], path: Path) -> None:
             ax.plot(x, y.mean(0), marker="o", label=agent)
             if len(curves) > 1:
                 ax.fill_between(x, y.min(0), y.max(0), alpha=0.2)
+        if baseline is not None:
+            ax.axhline(baseline, color="grey", linestyle="--", label="base policy")
         ax.set_title(env_id)
         ax.set_xlabel("generated samples")
         ax.set_ylabel("test mean reward (greedy)")

@@ -10,9 +10,10 @@ iteration, and resumes from the checkpoint when it finds one::
     agent = PPO(PPOConfig(lr=1e-4))
     result = agent.learn("lmgym/Arithmetic-v0", Budget(max_samples=20_000), run_dir="runs/ppo")
 
-Budgets are counted in generated samples and tokens, never wall time. Every iteration draws
-its problems from a generator seeded by ``(seed, iteration)``, and sampling is seeded the same
-way, so an interrupted run resumes to the same state as an uninterrupted one.
+Budgets are counted in generated samples and tokens, never wall time; the last rollout is
+shrunk to what is left of a sample budget (rounded up to whole groups of ``samples_per_prompt``).
+Every iteration draws its problems from a generator seeded by ``(seed, iteration)``, and
+sampling is seeded the same way, so an interrupted run resumes to the same state as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from lmgym.generation.generator import make_generator
 from lmgym.generation.hf import completion_logprobs
 from lmgym.metrics import vanishing_gradient_share
 from lmgym.rollout import Budget, RolloutBatch, rollout
+from lmgym.vector import LMVectorEnv
 
 __all__ = ["Agent", "AgentConfig", "BasePolicy", "LearnResult", "completion_logprobs", "kl_penalty", "masked_mean",
            "masked_whiten", "nll_loss"]
@@ -201,13 +203,20 @@ class Agent:
         n = n or self.config.samples_per_prompt
         prompts = prompts or self.config.prompts_per_iteration
         vec = envs.unwrapped
+        if budget is not None and budget.max_samples is not None:
+            remaining = budget.max_samples - budget.samples
+            if 0 < remaining < prompts * n:  # the last rollout spends only what is left (whole groups)
+                prompts = -(-remaining // n)
+                first = vec.envs[0]
+                vec = LMVectorEnv(prompts * n, vec.task, split=first.split, prompt_template=first.prompt_for,
+                                  max_completion_chars=first.max_completion_chars)
         if vec.num_envs != prompts * n:
             raise ValueError(f"envs has {vec.num_envs} sub-envs; this rollout needs {prompts} x {n}")
         rng = np.random.default_rng([self.config.seed, self.iteration_count, 7])
         indices = rng.integers(vec.envs[0].num_problems, size=prompts).tolist()
         options = dict(temperature=self.config.temperature, top_p=self.config.top_p, max_tokens=self.config.max_new_tokens)
         options.update(sampling)
-        return rollout(envs, self.generator, n=n, indices=indices, seed=self.iteration_seed(), budget=budget, prefix=prefix, **options)
+        return rollout(vec, self.generator, n=n, indices=indices, seed=self.iteration_seed(), budget=budget, prefix=prefix, **options)
 
     def logprobs(self, model, prompt_ids, completion_ids, return_hidden: bool = False):
         """``completion_logprobs`` in micro-batches, concatenated (padded to a common length)."""

@@ -37,7 +37,10 @@ class SFT(Agent):
     def iteration(self, env, budget: Budget) -> dict:
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, self.iteration_count, 7])
-        problems = [env.task.problem("train", int(i)) for i in rng.integers(env.num_problems, size=cfg.prompts_per_iteration)]
+        size = cfg.prompts_per_iteration
+        if budget.max_samples is not None:
+            size = max(1, min(size, budget.max_samples - budget.samples))  # spend exactly the budget
+        problems = [env.task.problem("train", int(i)) for i in rng.integers(env.num_problems, size=size)]
         prompt_ids = self.generator.encode([env.prompt_for(p) for p in problems])
         eos = [self.tokenizer.eos_token_id]
         solution_ids = [ids + eos for ids in self.tokenizer([p.solution for p in problems], add_special_tokens=False)["input_ids"]]

@@ -41,6 +41,16 @@ def test_agent_learns_end_to_end_and_updates_every_parameter(name, warm_model_di
     assert len(agent.act(["12+34=", "5-7="])) == 2
 
 
+@pytest.mark.parametrize("name", ["sft", "ppo", "exit"])
+def test_the_last_iteration_spends_exactly_the_budget(name, warm_model_dir):
+    from tests.conftest import EASY_ARITHMETIC
+
+    agent_class = load_agent(name)
+    agent = agent_class(small_config(agent_class, warm_model_dir))  # 8 samples per iteration
+    result = agent.learn(ENV, Budget(max_samples=20), env_kwargs=EASY_ARITHMETIC, progress=False)
+    assert result.budget["samples"] == 20 and agent.iteration_count == 3
+
+
 def test_ppo_logs_a_near_zero_sampler_mismatch_when_hf_samples_the_policy(tiny_model_dir):
     agent = load_agent("ppo")(small_config(load_agent("ppo"), tiny_model_dir))
     agent.learn(ENV, Budget(max_samples=8), progress=False)

@@ -3,6 +3,7 @@
     lmgym envs                 the registered environments, their splits and a sample prompt
     lmgym pretrain             pretrain (or find in the cache) lmgym's default tiny model
     lmgym bench [--config F]   agents x envs x seeds under one budget (see lmgym.bench)
+    lmgym leaderboard submit FILE --track T | render | verify ENTRY
 """
 
 from __future__ import annotations
@@ -60,6 +61,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from lmgym import leaderboard
+
+    if args.action == "submit":
+        for file in args.files:
+            print(f"added {leaderboard.submit(file, args.track, args.root)}")
+        print(f"rendered {leaderboard.render(args.root)}")
+    elif args.action == "render":
+        print(f"rendered {leaderboard.render(args.root)}")
+    else:
+        record = leaderboard.verify(args.entry, tolerance=args.tolerance)
+        print(f"{'verified' if record['ok'] else 'NOT reproduced'}: claimed {record['claimed']:.4f}, "
+              f"reproduced {record['reproduced']:.4f} (tolerance {record['tolerance']})")
+        if record["ok"]:
+            leaderboard.render(args.root)
+        return 0 if record["ok"] else 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmgym", description="Gymnasium environments and benchmarks for RL fine-tuning of LMs")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--eval-problems", type=int)
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
     bench.set_defaults(func=cmd_bench)
+    board = commands.add_parser("leaderboard", help="submit, render and verify leaderboard entries")
+    board.add_argument("--root", default="leaderboard", help="the leaderboard folder (default: leaderboard)")
+    actions = board.add_subparsers(dest="action", required=True)
+    submit = actions.add_parser("submit", help="validate result JSON files and add them")
+    submit.add_argument("files", nargs="+")
+    submit.add_argument("--track", required=True, help="cpu-20k, 100k or 1m (the sample budget it fits)")
+    actions.add_parser("render", help="write leaderboard/README.md and plots")
+    verify = actions.add_parser("verify", help="re-run an entry and mark it verified if it reproduces")
+    verify.add_argument("entry")
+    verify.add_argument("--tolerance", type=float, default=0.02, help="on the greedy test mean reward")
+    board.set_defaults(func=cmd_leaderboard)
     return parser
 
 

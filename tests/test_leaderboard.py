@@ -1,0 +1,99 @@
+"""Leaderboard: submit validates and adds atomically, render writes tables and plots, verify re-runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lmgym import leaderboard
+from lmgym.bench import BenchConfig, run_bench
+from lmgym.cli import main
+from tests.conftest import EASY_ARITHMETIC
+
+
+@pytest.fixture(scope="module")
+def results(warm_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    config = BenchConfig(agents=["base", "exit"], seeds=[0, 1], samples=16, model=str(warm_model_dir), out=str(out),
+                         eval_problems=10, eval_k=2, env_kwargs=EASY_ARITHMETIC,
+                         agent_overrides={"exit": {"prompts_per_iteration": 4, "samples_per_prompt": 2}})
+    run_bench(config, progress=False)
+    return sorted(out.rglob("result.json"))
+
+
+def snapshot(root):
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_submit_render_and_verify(results, tmp_path):
+    root = tmp_path / "board"
+    paths = [leaderboard.submit(r, "cpu-20k", root) for r in results]
+    assert all(p.is_relative_to(root / "submissions" / "lmgym__Arithmetic-v0" / "cpu-20k") for p in paths)
+    readme = leaderboard.render(root).read_text()
+    assert "## lmgym/Arithmetic-v0 — track `cpu-20k`" in readme and "| exit" in readme and " ± " in readme
+    assert (root / "lmgym__Arithmetic-v0__cpu-20k.png").stat().st_size > 0
+    exit_entry = next(p for p in paths if p.name.startswith("exit-seed1"))
+    record = leaderboard.verify(exit_entry, workdir=tmp_path)
+    assert record["ok"] and record["reproduced"] == pytest.approx(record["claimed"], abs=1e-9)
+    assert json.loads(exit_entry.read_text())["verified"]["ok"] is True
+    assert "1/2" in leaderboard.render(root).read_text()  # one of exit's two seeds is verified
+
+
+def test_bad_submissions_change_nothing(results, tmp_path):
+    root = tmp_path / "board"
+    leaderboard.submit(results[0], "cpu-20k", root)
+    before = snapshot(root)
+    good = json.loads(results[1].read_text())
+
+    def write(name, payload):
+        path = tmp_path / name
+        path.write_text(payload if isinstance(payload, str) else json.dumps(payload))
+        return path
+
+    cases = [
+        (write("broken.json", "{not json"), "cpu-20k", "not valid JSON"),
+        (write("list.json", [1, 2]), "cpu-20k", "JSON object"),
+        (write("schema.json", {**good, "seed": "one"}), "cpu-20k", "result schema at seed"),
+        (write("env.json", {**good, "env": {**good["env"], "id": "lmgym/Nope-v0"}}), "cpu-20k", "unknown env id"),
+        (write("budget.json", {**good, "budget": {**good["budget"], "max_samples": 50_000}}), "cpu-20k", "exceeds track"),
+        (results[0], "cpu-20k", "already on the leaderboard"),
+        (results[1], "gpu-9000", "unknown track"),
+    ]
+    for path, track, match in cases:
+        with pytest.raises(ValueError, match=match):
+            leaderboard.submit(path, track, root)
+        assert snapshot(root) == before
+
+
+def test_names_come_from_lmgym_not_the_submission(results, tmp_path):
+    root = tmp_path / "board"
+    evil = json.loads(results[1].read_text())
+    evil["agent"]["name"] = "../../../../tmp/evil"
+    path = tmp_path / "evil.json"
+    path.write_text(json.dumps(evil))
+    entry = leaderboard.submit(path, "cpu-20k", root)
+    assert entry.parent == root / "submissions" / "lmgym__Arithmetic-v0" / "cpu-20k"
+    assert ".." not in entry.name and "/" not in entry.name
+
+
+def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("[")
+    assert main(["leaderboard", "--root", str(tmp_path / "b"), "submit", str(bad), "--track", "cpu-20k"]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_shipped_entries_are_valid_and_rendered():
+    """The entries in the repository's leaderboard/ come from lmgym bench on the embedded default."""
+    from pathlib import Path
+
+    from lmgym.bench import validate_result
+
+    root = Path(__file__).resolve().parents[1] / "leaderboard"
+    shipped = leaderboard.entries(root)
+    assert {e["agent"]["name"] for _, e in shipped} >= {"base", "sft", "ppo", "exit", "rcrl"}
+    for _, entry in shipped:
+        validate_result(entry)
+        assert entry["track"] == "cpu-20k" and entry["agent"]["config"]["model"] == "default"
+    assert "lmgym/Arithmetic-v0" in (root / "README.md").read_text()

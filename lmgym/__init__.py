@@ -39,6 +39,28 @@ def register_envs() -> None:
             )
 
 
+def load_env_plugins() -> list[str]:
+    """Import the modules named in the ``lmgym.envs`` entry-point group (each registers its own
+    ids with Gymnasium when imported, or is a callable that does); returns their names.
+
+    ``lmgym bench`` calls this, so a package that declares::
+
+        [project.entry-points."lmgym.envs"]
+        mytasks = "mypkg.envs:register"
+
+    is benchmarked by id without an explicit import.
+    """
+    from importlib.metadata import entry_points
+
+    loaded = []
+    for entry_point in entry_points(group="lmgym.envs"):
+        target = entry_point.load()
+        if callable(target):
+            target()
+        loaded.append(entry_point.name)
+    return loaded
+
+
 register_envs()
 
-__all__ = ["TASKS", "__version__", "register_envs"]
+__all__ = ["TASKS", "__version__", "load_env_plugins", "register_envs"]

@@ -46,6 +46,8 @@ class BenchConfig:
     eval_k: int = 4  # samples per test problem for pass@k / maj@k
     env_kwargs: dict = field(default_factory=dict)  # passed to every gym.make
     agent_overrides: dict = field(default_factory=dict)  # {"ppo": {"lr": 1e-5}, ...}
+    ray: str | None = None  # a Ray address ("auto", "ray://host:10001") or "local"; None: run in-process
+    ray_cpus_per_cell: int = 1
 
     def __post_init__(self):
         if self.samples is None or self.samples <= 0:
@@ -135,6 +137,10 @@ def _slug(env_id: str) -> str:
     return env_id.replace("/", "__")
 
 
+def _cell_dir(config: BenchConfig, env_id: str, agent_name: str, seed: int) -> Path:
+    return Path(config.out) / _slug(env_id) / agent_name.replace(":", "_") / f"seed{seed}"
+
+
 def run_cell(config: BenchConfig, env_id: str, agent_name: str, seed: int, progress: bool = True) -> dict:
     """Train and evaluate one (env, agent, seed) cell; returns its result record (and writes it)."""
     from agents import load_agent
@@ -142,7 +148,7 @@ def run_cell(config: BenchConfig, env_id: str, agent_name: str, seed: int, progr
     from lmgym import __version__
     from lmgym.rollout import Budget
 
-    cell_dir = Path(config.out) / _slug(env_id) / agent_name.replace(":", "_") / f"seed{seed}"
+    cell_dir = _cell_dir(config, env_id, agent_name, seed)
     result_file = cell_dir / "result.json"
     if result_file.is_file():
         return json.loads(result_file.read_text())
@@ -184,6 +190,50 @@ def run_cell(config: BenchConfig, env_id: str, agent_name: str, seed: int, progr
     return result
 
 
+def _run_on_ray(config: BenchConfig, cells: list[tuple[str, str, int]], progress: bool) -> list[dict]:
+    """Fan the unfinished cells out over a Ray cluster; the driver writes every result file, so
+    workers on other machines need no shared file system (a cell that dies restarts from scratch
+    on its worker)."""
+    import ray
+    from tqdm.auto import tqdm
+
+    from agents.core import write_json_atomic
+
+    if not ray.is_initialized():
+        if config.ray == "local":
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=config.ray, log_to_driver=False)
+
+    @ray.remote(num_cpus=config.ray_cpus_per_cell, max_retries=1)
+    def remote_cell(remote_config: BenchConfig, cell: tuple[str, str, int]) -> dict:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as scratch:  # the worker's own checkpoints
+            return run_cell(dataclasses.replace(remote_config, out=scratch, ray=None), *cell, progress=False)
+
+    results: dict[tuple, dict] = {}
+    pending = {}
+    for cell in cells:
+        result_file = _cell_dir(config, *cell) / "result.json"
+        if result_file.is_file():
+            results[cell] = json.loads(result_file.read_text())
+        else:
+            pending[remote_cell.remote(config, cell)] = cell
+    bar = tqdm(total=len(cells), initial=len(results), desc="bench cells (ray)", disable=not progress)
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        cell = pending.pop(done[0])
+        result = ray.get(done[0])
+        validate_result(result)
+        write_json_atomic(_cell_dir(config, *cell) / "result.json", result)
+        _write_curve_csv(_cell_dir(config, *cell) / "curve.csv", result["curve"])
+        results[cell] = result
+        bar.update(1)
+    bar.close()
+    return [results[cell] for cell in cells]
+
+
 def _write_curve_csv(path: Path, curve: list[dict]) -> None:
     import csv
 
@@ -202,19 +252,20 @@ def run_bench(config: BenchConfig, progress: bool = True) -> list[dict]:
 
     from agents import load_agent
 
-    import lmgym  # noqa: F401
+    import lmgym
 
+    lmgym.load_env_plugins()
     for env_id in config.envs:  # fail fast on typos, before any training
         if env_id not in gym.registry:
             raise ValueError(f"unknown env id {env_id!r}; registered lmgym ids: {sorted(lmgym.TASKS)}")
     for name in config.agents:
         load_agent(name)
-    results = []
+    cells = [(env_id, agent_name, seed) for env_id in config.envs for agent_name in config.agents for seed in config.seeds]
     start = time.perf_counter()
-    for env_id in config.envs:
-        for agent_name in config.agents:
-            for seed in config.seeds:
-                results.append(run_cell(config, env_id, agent_name, seed, progress=progress))
+    if config.ray is None:
+        results = [run_cell(config, *cell, progress=progress) for cell in cells]
+    else:
+        results = _run_on_ray(config, cells, progress)
     table = summary_table(results)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -284,5 +335,5 @@ def config_from_args(args: Any) -> BenchConfig:
     config = load_config(args.config) if args.config else BenchConfig()
     overrides = {k: v for k, v in {"envs": args.env, "agents": args.agent, "seeds": args.seeds, "samples": args.samples,
                                    "tokens": args.tokens, "model": args.model, "out": args.out,
-                                   "eval_problems": args.eval_problems}.items() if v is not None}
+                                   "eval_problems": args.eval_problems, "ray": args.ray}.items() if v is not None}
     return dataclasses.replace(config, **overrides)

@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", help="HF name or path (default: lmgym's pretrained tiny model)")
     bench.add_argument("--out", help="output folder (default runs/bench)")
     bench.add_argument("--eval-problems", type=int)
+    bench.add_argument("--ray", help="fan cells out over Ray: a cluster address, or 'local' for a local instance")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
     bench.set_defaults(func=cmd_bench)
     board = commands.add_parser("leaderboard", help="submit, render and verify leaderboard entries")

@@ -80,3 +80,19 @@ def test_unknown_agent_override_key_is_an_error(config):
     bad = BenchConfig(**{**config.__dict__, "agents": ["exit"], "seeds": [0], "agent_overrides": {"exit": {"learning_rate": 1}}})
     with pytest.raises(ValueError, match="unknown exit config key"):
         run_bench(bad, progress=False)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_bench_fans_cells_out_over_a_local_ray_instance(config, tmp_path):
+    ray = pytest.importorskip("ray")
+    local = run_bench(BenchConfig(**{**config.__dict__, "out": str(tmp_path / "local")}), progress=False)
+    try:
+        fanned = run_bench(BenchConfig(**{**config.__dict__, "out": str(tmp_path / "ray"), "ray": "local"}), progress=False)
+    finally:
+        ray.shutdown()
+    assert len(list((tmp_path / "ray").rglob("result.json"))) == 4  # written by the driver
+    # same cells, same seeds: the same numbers whether run in-process or on Ray workers (up to
+    # float reduction order: a worker runs torch with its own thread count)
+    for ray_result, local_result in zip(fanned, local):
+        assert ray_result["metrics"] == pytest.approx(local_result["metrics"], abs=1e-4)
+        assert [p["test/mean_reward"] for p in ray_result["curve"]] == [p["test/mean_reward"] for p in local_result["curve"]]

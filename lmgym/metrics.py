@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Hashable, Sequence
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["maj_at_k", "mean_and_ci", "pass_at_k", "reward_std_per_prompt", "vanishing_gradient_share"]
+__all__ = ["EVALUATE_MATH", "maj_at_k", "mean_and_ci", "pass_at_k", "reward_std_per_prompt", "vanishing_gradient_share"]
 
 
 def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
@@ -74,3 +75,7 @@ def mean_and_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[floa
 
     half = stats.t.ppf(0.5 + confidence / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
     return float(values.mean()), float(half)
+
+
+# The same metrics as a Hugging Face `evaluate` module: evaluate.load(EVALUATE_MATH)
+EVALUATE_MATH = str(Path(__file__).with_name("evaluate_modules") / "lmgym_math.py")

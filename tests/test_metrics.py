@@ -50,3 +50,18 @@ def test_mean_and_ci():
     assert mean == pytest.approx(0.6)
     assert half == pytest.approx(4.302652729911275 * 0.1 / np.sqrt(3))  # t_{0.975, 2} * s / sqrt(n)
     assert mean_and_ci([0.4]) == (0.4, 0.0)
+
+
+def test_the_evaluate_module_agrees_with_the_functions():
+    import evaluate
+
+    from lmgym.metrics import EVALUATE_MATH
+
+    metric = evaluate.load(EVALUATE_MATH)
+    predictions = [["so #### 5", "#### 4", "5"], ["#### 2", "#### 2", "\\boxed{3}"]]
+    out = metric.compute(predictions=predictions, references=["5", "3"], k=[1, 2])
+    assert out["mean_reward"] == pytest.approx(3 / 6)
+    assert out["pass@1"] == pytest.approx((pass_at_k(3, 2, 1) + pass_at_k(3, 1, 1)) / 2)
+    assert out["pass@2"] == pytest.approx((pass_at_k(3, 2, 2) + pass_at_k(3, 1, 2)) / 2)
+    assert out["maj@2"] == pytest.approx((1.0 + 0.0) / 2)  # problem 2: "2" and "2" outvote "3"
+    assert out["reward_std_zero_share"] == 0.0

@@ -1,0 +1,1 @@
+"""Hugging Face `evaluate` modules wrapping lmgym.metrics (load them by file path)."""

@@ -19,7 +19,6 @@ sampling is seeded the same way, so an interrupted run resumes to the same state
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import random
 import time
@@ -35,6 +34,7 @@ import torch
 import lmgym  # noqa: F401  (registers the env ids)
 from lmgym.generation.generator import make_generator
 from lmgym.generation.hf import completion_logprobs
+from lmgym.io import atomic_path
 from lmgym.metrics import vanishing_gradient_share
 from lmgym.rollout import Budget, RolloutBatch, rollout
 from lmgym.vector import LMVectorEnv
@@ -340,7 +340,7 @@ class Agent:
         return {
             f"test/pass@{k}": float(np.mean([pass_at_k(k, int(c.sum()), k) for c in correct])),
             f"test/maj@{k}": float(np.mean([maj_at_k(answers[i * k : (i + 1) * k], correct[i], k) for i in range(len(selected))])),
-            f"test/sampled_mean_reward": float(rewards.mean()),
+            "test/sampled_mean_reward": float(rewards.mean()),
             "test/reward_std_zero_share": vanishing_gradient_share(rewards) if k >= 2 else float("nan"),
             "test/kl_to_reference": kl,
         }
@@ -432,9 +432,8 @@ class Agent:
             "extra": self.extra_state(),
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
         }
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
 
     def load(self, path: str | os.PathLike) -> Budget | None:
         """Restore a checkpoint written by :meth:`save`; returns its budget."""
@@ -451,14 +450,6 @@ class Agent:
         torch.set_rng_state(state["rng"]["torch"])
         self.sync_generator()
         return Budget.from_state_dict(state["budget"]) if state["budget"] is not None else None
-
-
-def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 @dataclass

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -27,7 +26,7 @@ ENV = "lmgym/Arithmetic-v0"
 
 def run_one(agent_name: str, seed: int, samples: int, out: Path, overrides: dict) -> dict:
     from agents import load_agent
-    from agents.core import write_json_atomic
+    from lmgym.io import write_json_atomic
     from lmgym.rollout import Budget
 
     agent_class = load_agent(agent_name)
@@ -55,7 +54,8 @@ def run_trl(seed: int, samples: int, out: Path) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    from agents.core import BasePolicy, write_json_atomic
+    from agents.core import BasePolicy
+    from lmgym.io import write_json_atomic
     from lmgym.envs.math import ArithmeticTask
     from lmgym.pretrain import default_model
     from lmgym.rewards.math import verify
@@ -124,7 +124,8 @@ def main() -> None:
     import numpy as np
     from tabulate import tabulate
 
-    from agents.core import BasePolicy, write_json_atomic
+    from agents.core import BasePolicy
+    from lmgym.io import write_json_atomic
 
     base = BasePolicy().evaluate(ENV)["test/mean_reward"]
     rows, runs = [], {}

@@ -144,8 +144,8 @@ def _cell_dir(config: BenchConfig, env_id: str, agent_name: str, seed: int) -> P
 def run_cell(config: BenchConfig, env_id: str, agent_name: str, seed: int, progress: bool = True) -> dict:
     """Train and evaluate one (env, agent, seed) cell; returns its result record (and writes it)."""
     from agents import load_agent
-    from agents.core import write_json_atomic
     from lmgym import __version__
+    from lmgym.io import write_json_atomic
     from lmgym.rollout import Budget
 
     cell_dir = _cell_dir(config, env_id, agent_name, seed)
@@ -197,7 +197,7 @@ def _run_on_ray(config: BenchConfig, cells: list[tuple[str, str, int]], progress
     import ray
     from tqdm.auto import tqdm
 
-    from agents.core import write_json_atomic
+    from lmgym.io import write_json_atomic
 
     if not ray.is_initialized():
         if config.ray == "local":
@@ -237,13 +237,13 @@ def _run_on_ray(config: BenchConfig, cells: list[tuple[str, str, int]], progress
 def _write_curve_csv(path: Path, curve: list[dict]) -> None:
     import csv
 
+    from lmgym.io import atomic_path
+
     keys = sorted({k for row in curve for k in row}, key=lambda k: (k not in ("samples", "tokens", "iteration"), k))
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(curve)
-    os.replace(tmp, path)
 
 
 def run_bench(config: BenchConfig, progress: bool = True) -> list[dict]:
@@ -324,10 +324,11 @@ def plot_curves(results: list[dict], path: Path, baseline: float | None = None) 
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110)
+    from lmgym.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def config_from_args(args: Any) -> BenchConfig:

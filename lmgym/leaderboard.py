@@ -24,6 +24,8 @@ import re
 import tempfile
 from pathlib import Path
 
+from lmgym.io import atomic_path, write_json_atomic
+
 __all__ = ["TRACKS", "render", "submit", "verify"]
 
 # track name -> the most generated samples a submission may have used
@@ -36,21 +38,6 @@ def _digest(result: dict) -> str:
     """Identity of a result: what was run and what it scored (not when or where)."""
     key = {k: result[k] for k in ("env", "agent", "seed", "budget", "model", "metrics")}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def _write_atomic(path: Path, payload: dict, overwrite: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, default=str)
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if the name exists: never replaces an entry
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _load(path: str | os.PathLike) -> dict:
@@ -90,7 +77,7 @@ def submit(file: str | os.PathLike, track: str, root: str | os.PathLike = DEFAUL
         raise ValueError(f"this result is already on the leaderboard (digest {digest})")
     agent = _SAFE.sub("_", result["agent"]["name"]).strip("._") or "agent"
     path = folder / f"{agent}-seed{int(result['seed'])}-{digest}.json"
-    _write_atomic(path, {**result, "track": track}, overwrite=False)
+    write_json_atomic(path, {**result, "track": track}, overwrite=False)
     return path
 
 
@@ -133,10 +120,8 @@ def render(root: str | os.PathLike = DEFAULT_ROOT) -> Path:
                   f"![{env_id} {track}]({env_id.replace('/', '__')}__{track}.png)", ""]
         _plot(root / f"{env_id.replace('/', '__')}__{track}.png", env_id, track, [(r["agent"], m) for m, r in rows])
     path = root / "README.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".README.md.tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines))
     return path
 
 
@@ -155,10 +140,9 @@ def _plot(path: Path, env_id: str, track: str, bars: list[tuple[str, float]]) ->
     ax.set_xlabel("greedy test mean reward (mean over seeds)")
     ax.set_title(f"{env_id} — {track}")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def verify(entry: str | os.PathLike, tolerance: float = 0.02, workdir: str | os.PathLike | None = None) -> dict:
@@ -190,5 +174,5 @@ def verify(entry: str | os.PathLike, tolerance: float = 0.02, workdir: str | os.
               "claimed": claimed, "reproduced": reproduced, "tolerance": tolerance,
               "ok": abs(claimed - reproduced) <= tolerance}
     if record["ok"]:
-        _write_atomic(entry, {**result, "verified": record}, overwrite=True)
+        write_json_atomic(entry, {**result, "verified": record})
     return record

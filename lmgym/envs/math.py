@@ -23,7 +23,6 @@ import os
 import random
 import re
 from collections.abc import Sequence
-from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 

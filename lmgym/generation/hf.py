@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from lmgym.generation.generator import Completion, Generation, Generator, resolve_model
+from lmgym.generation.generator import Generation, Generator, resolve_model
 
 __all__ = ["HFGenerator", "completion_logprobs", "score_logprobs"]
 
@@ -142,8 +142,6 @@ class HFGenerator(Generator):
             batch[row // n].completions.append(self.finish(token_ids, token_logprobs, max_tokens, stop))
 
     def load_weights(self, state_dict: Mapping[str, Any]) -> None:
-        if state_dict is self.model.state_dict():
-            return
         missing, unexpected = self.model.load_state_dict(dict(state_dict), strict=False)
         tied = {k for k in missing if "lm_head" in k and getattr(self.model.config, "tie_word_embeddings", False)}
         if set(missing) - tied or unexpected:

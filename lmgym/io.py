@@ -1,0 +1,41 @@
+"""Atomic file writes: results, checkpoints, leaderboard entries and plots are written to a
+temporary file in the target's folder and moved into place, so a crash never leaves a
+half-written file and readers never see one."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_path", "write_json_atomic"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path (same folder, same suffix) to write; on success it becomes ``path``.
+
+    ``overwrite=False`` refuses to replace an existing file (``FileExistsError``), atomically.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if the name exists: never replaces a file
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: str | os.PathLike, payload: Any, overwrite: bool = True) -> None:
+    with atomic_path(path, overwrite) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=str))

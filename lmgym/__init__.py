@@ -24,6 +24,10 @@ TASKS: dict[str, str] = {
     "lmgym/Arithmetic-v0": "lmgym.envs.math:ArithmeticTask",
     "lmgym/GSMSymbolic-v0": "lmgym.envs.math:GSMSymbolicTask",
     "lmgym/GSM8K-v0": "lmgym.envs.math:GSM8KTask",
+    "lmgym/HumanEval-v0": "lmgym.envs.code:HumanEvalTask",
+    "lmgym/MBPP-v0": "lmgym.envs.code:MBPPTask",
+    "lmgym/HumanEval-Feedback-v0": "lmgym.envs.code:HumanEvalFeedbackTask",
+    "lmgym/MBPP-Feedback-v0": "lmgym.envs.code:MBPPFeedbackTask",
 }
 
 

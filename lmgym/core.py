@@ -128,6 +128,10 @@ class Task:
 
     name: str = "task"
     splits: tuple[str, ...] = ("train", "test")
+    default_split: str = "train"
+    # Multi-turn tasks: up to ``max_turns`` steps per episode; see LMEnv.finish_step.
+    max_turns: int = 1
+    turn_penalty: float = 0.0
     # How a question becomes a prompt with the "plain" template; "{question}" is substituted.
     plain_template: str = "Question: {question}\nAnswer:"
     # The instruction that precedes the question in the "chat" template.
@@ -146,6 +150,14 @@ class Task:
     def format_exemplar(self, problem: Problem) -> str:
         """A solved problem as it appears in a few-shot prompt."""
         return self.plain_template.format(question=problem.question) + " " + (problem.solution or str(problem.answer))
+
+    def feedback(self, problem: Problem, completion: str, reward: float, info: dict) -> str | None:
+        """Multi-turn tasks: the feedback that continues the episode, or None to end it."""
+        return None
+
+    def next_prompt(self, prompt: str, completion: str, feedback: str) -> str:
+        """Multi-turn tasks: the next observation after ``feedback``."""
+        return f"{prompt}{completion}\n\n{feedback}\n"
 
     def check_split(self, split: str) -> None:
         if split not in self.splits:
@@ -234,7 +246,8 @@ class LMEnv(gym.Env[str, str]):
 
     Args:
         task: a :class:`Task`, or ``"module:Class"`` to build one from ``task_kwargs``.
-        split: ``"train"`` or ``"test"``.
+        split: ``"train"`` or ``"test"`` (default: the task's ``default_split``, ``"train"``
+            except for test-only sets such as HumanEval).
         prompt_template: ``"plain"``, ``"few-shot"``, ``"chat"``, a format string or a callable.
         tokenizer: for the ``"chat"`` template.
         num_shots: exemplars in the ``"few-shot"`` template.
@@ -247,7 +260,7 @@ class LMEnv(gym.Env[str, str]):
     def __init__(
         self,
         task: Task | str,
-        split: str = "train",
+        split: str | None = None,
         prompt_template: str | Callable[[Problem], str] = "plain",
         tokenizer: Any = None,
         num_shots: int = 4,
@@ -259,6 +272,7 @@ class LMEnv(gym.Env[str, str]):
             task = load_object(task)(**task_kwargs)
         elif task_kwargs:
             raise TypeError(f"unexpected keyword arguments for a ready-made task: {sorted(task_kwargs)}")
+        split = task.default_split if split is None else split
         task.check_split(split)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
@@ -272,6 +286,7 @@ class LMEnv(gym.Env[str, str]):
         self.problem: Problem | None = None  # the current problem; None before reset
         self.prompt: str | None = None
         self._done = True
+        self.turn = 0
         self._last: tuple[str, float, dict] | None = None
 
     @property
@@ -300,7 +315,7 @@ class LMEnv(gym.Env[str, str]):
             index = self._order.next()
         self.problem = self.task.problem(self.split, index)
         self.prompt = self.prompt_for(self.problem)
-        self._done, self._last = False, None
+        self._done, self._last, self.turn = False, None, 1
         return self.prompt, {"index": index, "split": self.split}
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
@@ -322,10 +337,27 @@ class LMEnv(gym.Env[str, str]):
         return check_completion(action, self.max_completion_chars)
 
     def finish_step(self, action: str, reward: float, info: dict) -> tuple[str, float, bool, bool, dict]:
-        self._done = True
+        """Multi-turn tasks (``task.max_turns > 1``): while turns remain and the task has
+        feedback for the attempt, the episode continues: the next observation is
+        ``task.next_prompt(prompt, action, feedback)``, the reward is ``-task.turn_penalty``
+        and ``info["score"]`` holds the attempt's score. The final turn pays the score.
+        An observation that would outgrow the observation space truncates the episode."""
         info["index"], info["split"] = self.problem.index, self.split
-        info["reference_answer"] = self.problem.answer
+        info["turn"] = self.turn
         self._last = (action, reward, info)
+        if self.turn < self.task.max_turns:
+            feedback = self.task.feedback(self.problem, action, reward, info)
+            if feedback is not None:
+                next_prompt = self.task.next_prompt(self.prompt, action, feedback)
+                info["score"], info["feedback"] = reward, feedback
+                if len(next_prompt) > self.observation_space.max_length:
+                    self._done = True
+                    info["reference_answer"] = self.problem.answer
+                    return self.prompt, float(reward), False, True, info
+                self.prompt, self.turn = next_prompt, self.turn + 1
+                return self.prompt, -float(self.task.turn_penalty), False, False, info
+        self._done = True
+        info["reference_answer"] = self.problem.answer
         return self.prompt, float(reward), True, False, info
 
     def render(self) -> str | None:

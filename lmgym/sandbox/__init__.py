@@ -49,7 +49,9 @@ use is limited per file, not in total.
 
 from __future__ import annotations
 
+import ast
 import atexit
+import functools
 import json
 import os
 import queue
@@ -158,6 +160,30 @@ class RunResult:
 
 class SandboxError(RuntimeError):
     pass
+
+
+class _CompareRewriter(ast.NodeTransformer):
+    """``a == b`` -> ``__lmgym_eq__(a, b)``; ``a != b`` -> ``not __lmgym_eq__(a, b)``: the
+    worker's comparison refuses objects whose equality the program defined."""
+
+    def visit_Compare(self, node):
+        self.generic_visit(node)
+        if len(node.ops) != 1 or not isinstance(node.ops[0], (ast.Eq, ast.NotEq)):
+            return node
+        call = ast.Call(ast.Name("__lmgym_eq__", ast.Load()), [node.left, node.comparators[0]], [])
+        result = call if isinstance(node.ops[0], ast.Eq) else ast.UnaryOp(ast.Not(), call)
+        return ast.copy_location(result, node)
+
+
+@functools.lru_cache(maxsize=65536)
+def guard_comparisons(test: str) -> str:
+    """The test's source with its ``==``/``!=`` guarded; unparseable tests pass through (the
+    worker reports their SyntaxError)."""
+    try:
+        tree = ast.parse(test)
+    except SyntaxError:
+        return test
+    return ast.unparse(ast.fix_missing_locations(_CompareRewriter().visit(tree)))
 
 
 class _Worker:
@@ -305,7 +331,8 @@ class Sandbox:
     def _message(self, job: Job) -> tuple[dict, float]:
         limits = job.limits or self.limits
         return {
-            "program": job.program, "tests": list(job.tests), "setup": job.setup,
+            "program": job.program, "tests": [guard_comparisons(test) for test in job.tests],
+            "setup": guard_comparisons(job.setup) if job.setup else "",
             "timeout": limits.timeout, "cpu_time": limits.cpu_time or limits.timeout,
             "memory_mb": limits.memory_mb, "max_output_bytes": limits.max_output_bytes,
             "open_files": limits.open_files, "processes": limits.processes,

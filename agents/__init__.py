@@ -17,6 +17,11 @@ AGENTS = {
     "ppo": "agents.ppo:PPO",
     "exit": "agents.exit:ExIt",
     "rcrl": "agents.rcrl:RCRL",
+    "copg": "agents.copg:CoPG",
+    "dpo": "agents.dpo:DPO",
+    "grpo": "agents.grpo:GRPO",
+    "rloo": "agents.grpo:RLOO",
+    "joint": "agents.joint:Joint",
 }
 
 

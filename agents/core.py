@@ -229,6 +229,15 @@ class Agent:
         pad = lambda t: torch.nn.functional.pad(t, (0, 0) * (t.dim() - 2) + (0, width - t.shape[1]))
         return tuple(torch.cat([pad(chunk[k]) for chunk in chunks]) for k in range(len(chunks[0])))
 
+    def sequence_log_ratios(self, prompt_ids, completion_ids) -> tuple[torch.Tensor, torch.Tensor]:
+        """``h(y) = log pi(y|x) - log pi_ref(y|x)`` per sequence (summed over its tokens), with
+        gradients through the policy; and the policy's ``log pi(y|x)``. Needs ``uses_reference``."""
+        logprobs, mask = self.logprobs(self.policy, prompt_ids, completion_ids)
+        with torch.no_grad():
+            ref_logprobs, _ = self.logprobs(self.reference, prompt_ids, completion_ids)
+        sequence = (logprobs * mask).sum(1)
+        return sequence - (ref_logprobs * mask).sum(1), sequence
+
     @staticmethod
     def batch_metrics(batch: RolloutBatch) -> dict:
         """Reward mean, and the share of prompts whose n samples all scored the same: their
@@ -378,7 +387,8 @@ class Agent:
             before = budget.samples
             metrics = self.iteration(envs, budget)
             self.iteration_count += 1
-            metrics.update({"samples": budget.samples, "tokens": budget.tokens, "iteration": self.iteration_count})
+            metrics.update({"samples": budget.samples, "tokens": budget.tokens, "queries": budget.queries,
+                            "iteration": self.iteration_count})
             self.train_log.append(metrics)
             bar.update(budget.samples - before)
             bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in metrics.items() if k.startswith("train/")}, refresh=False)
@@ -398,7 +408,8 @@ class Agent:
 
     def _evaluate_into_curve(self, env_id, env_kwargs, budget: Budget) -> None:
         start = time.perf_counter()
-        row = {"samples": budget.samples, "tokens": budget.tokens, "iteration": self.iteration_count}
+        row = {"samples": budget.samples, "tokens": budget.tokens, "queries": budget.queries,
+               "iteration": self.iteration_count}
         row.update(self.evaluate(env_id, env_kwargs))
         self.eval_seconds += time.perf_counter() - start
         recent = [m for m in self.train_log if m["iteration"] > (self.curve[-1]["iteration"] if self.curve else 0)]

@@ -28,6 +28,7 @@ TASKS: dict[str, str] = {
     "lmgym/MBPP-v0": "lmgym.envs.code:MBPPTask",
     "lmgym/HumanEval-Feedback-v0": "lmgym.envs.code:HumanEvalFeedbackTask",
     "lmgym/MBPP-Feedback-v0": "lmgym.envs.code:MBPPFeedbackTask",
+    "lmgym/Bandit-v0": "lmgym.envs.bandit:BanditTask",
 }
 
 

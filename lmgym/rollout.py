@@ -64,22 +64,30 @@ class RolloutBatch:
 
 @dataclass
 class Budget:
-    """A sample/token budget (``None`` = unlimited), and what has been spent of it."""
+    """A sample/token/feedback budget (``None`` = unlimited), and what has been spent of it.
+
+    ``queries`` counts calls to the environment's reward (feedback). A rollout scores every
+    sample, so it charges one query per sample; an agent that chooses which samples to score
+    (the joint reward-policy agent) charges only those, and ``max_queries`` bounds them.
+    """
 
     max_samples: int | None = None
     max_tokens: int | None = None
     samples: int = 0
     tokens: int = 0
     history: list[tuple[int, int]] = field(default_factory=list)  # (samples, tokens) after each charge
+    max_queries: int | None = None
+    queries: int = 0
 
     def __post_init__(self):
-        for name in ("max_samples", "max_tokens"):
+        for name in ("max_samples", "max_tokens", "max_queries"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be a positive number or None, got {value}")
 
     def charge(self, batch: RolloutBatch) -> None:
         self.add(batch.num_samples, batch.num_tokens)
+        self.query(batch.num_samples)
 
     def add(self, samples: int, tokens: int) -> None:
         """Charge samples and tokens that did not come from a rollout (e.g. SFT examples)."""
@@ -87,15 +95,22 @@ class Budget:
         self.tokens += tokens
         self.history.append((self.samples, self.tokens))
 
+    def query(self, count: int) -> None:
+        """Charge ``count`` reward queries (feedback from the environment)."""
+        self.queries += count
+
     @property
     def exhausted(self) -> bool:
-        return (self.max_samples is not None and self.samples >= self.max_samples) or (
-            self.max_tokens is not None and self.tokens >= self.max_tokens
+        return (
+            (self.max_samples is not None and self.samples >= self.max_samples)
+            or (self.max_tokens is not None and self.tokens >= self.max_tokens)
+            or (self.max_queries is not None and self.queries >= self.max_queries)
         )
 
     def state_dict(self) -> dict[str, Any]:
         return {"max_samples": self.max_samples, "max_tokens": self.max_tokens, "samples": self.samples,
-                "tokens": self.tokens, "history": list(self.history)}
+                "tokens": self.tokens, "history": list(self.history), "max_queries": self.max_queries,
+                "queries": self.queries}
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> Budget:

@@ -1,0 +1,178 @@
+"""Contrastive Policy Gradient (Flet-Berliac et al. 2024; ../shared/PAPERS.md, paper 3).
+
+For two completions ``y, y'`` of the same prompt, from *any* behaviour policy, with rewards
+``R(y), R(y')`` and ``h(y) = log pi(y|x) - log pi_ref(y|x)`` (summed over tokens), CoPG
+minimises the squared contrast
+
+    l(y, y') = ( R(y) - R(y') - beta * (h(y) - h(y')) )^2
+
+whose gradient is ``-2 beta (R_beta(y) - R_beta(y')) (grad log pi(y) - grad log pi(y'))``
+with ``R_beta = R - beta h``: a policy gradient in which each sample's baseline is the other
+sample's regularised reward, and no importance weight appears. Every pair's loss is zero at
+``pi* ∝ pi_ref exp(R / beta)``, whatever policy drew the pair, so the fixed point is the
+KL-regularised optimum even from off-policy data. With ``R(y_w) = 1/4, R(y_l) = -1/4`` the
+loss is ``beta^2`` times IPO's ``(h_w - h_l - 1/(2 beta))^2`` (:func:`ipo_loss`, tested).
+
+Data (``data=``): ``"on_policy"`` (every pair of the current rollout's n samples per prompt),
+``"replay"`` (pairs from a buffer of the last ``replay_groups`` scored groups, the current
+ones included), ``"offline"`` (groups drawn once per iteration from the frozen initial
+policy: off-policy data from another policy; or a user's scored samples, ``dataset=``, a jsonl
+of ``{"prompt", "completion", "reward"}`` rows, grouped by prompt).
+
+Logged: train/reward, train/reward_std_zero_share, losses/copg, train/pairs, train/log_ratio.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from agents.core import Agent, AgentConfig
+from lmgym.generation.generator import make_generator
+from lmgym.rollout import Budget
+
+
+def copg_loss(rewards, rewards_prime, log_ratios, log_ratios_prime, beta: float) -> torch.Tensor:
+    """Mean over pairs of ``(R(y) - R(y') - beta (h(y) - h(y')))^2``; all inputs ``(pairs,)``."""
+    return ((rewards - rewards_prime) - beta * (log_ratios - log_ratios_prime)).pow(2).mean()
+
+
+def ipo_loss(log_ratios_chosen, log_ratios_rejected, tau: float) -> torch.Tensor:
+    """IPO (Azar et al. 2023): mean of ``(h_w - h_l - 1/(2 tau))^2``."""
+    return (log_ratios_chosen - log_ratios_rejected - 1.0 / (2.0 * tau)).pow(2).mean()
+
+
+def biased_off_policy_pg_loss(rewards, log_ratios, logprobs, beta: float) -> torch.Tensor:
+    """Regularised policy gradient on samples from another policy *without* importance
+    weights or a contrastive baseline: ``-mean(sg[R - beta h] * log pi(y))``. Biased off-policy;
+    kept as the baseline that CoPG corrects (its fixed point is not pi*)."""
+    return -((rewards - beta * log_ratios).detach() * logprobs).mean()
+
+
+def group_pairs(group_sizes: list[int]) -> list[tuple[int, int]]:
+    """Every pair (i, j), i < j, of samples in the same group, as indices into the flat batch."""
+    pairs, start = [], 0
+    for size in group_sizes:
+        pairs.extend(itertools.combinations(range(start, start + size), 2))
+        start += size
+    return pairs
+
+
+@dataclass
+class CoPGConfig(AgentConfig):
+    lr: float = 2e-5
+    warmup_steps: int = 5
+    prompts_per_iteration: int = 64
+    samples_per_prompt: int = 4
+    beta: float = 0.05  # KL strength: the fixed point is pi_ref exp(R / beta), normalised
+    data: str = "on_policy"  # "on_policy" | "replay" | "offline"
+    dataset: str | None = None  # offline: a jsonl of scored samples {"prompt", "completion", "reward"}
+    replay_groups: int = 512  # replay: groups kept (the oldest leave first)
+    updates_per_iteration: int = 1  # gradient steps per iteration (replay / offline draw a fresh minibatch each)
+    groups_per_update: int = 64  # replay / offline: groups per minibatch
+
+    def __post_init__(self):
+        if self.data not in ("on_policy", "replay", "offline"):
+            raise ValueError(f"data must be 'on_policy', 'replay' or 'offline', got {self.data!r}")
+        if self.samples_per_prompt < 2 and self.dataset is None:
+            raise ValueError("CoPG contrasts pairs: samples_per_prompt must be >= 2")
+        if self.beta <= 0:
+            raise ValueError(f"beta must be > 0, got {self.beta}")
+
+
+class CoPG(Agent):
+    name = "copg"
+    Config = CoPGConfig
+    uses_reference = True
+
+    def build(self) -> None:
+        self.buffer: deque[list[tuple[list[int], list[int], float]]] = deque(maxlen=self.config.replay_groups)
+        self.behaviour = None
+        self.offline_groups: list[list[tuple[list[int], list[int], float]]] | None = None
+        if self.config.data == "offline" and self.config.dataset is None:
+            # the behaviour policy: the initial weights, never updated
+            self.behaviour = make_generator(self.reference, backend="hf", tokenizer=self.tokenizer)
+        if self.config.dataset is not None:
+            self.offline_groups = self._read_dataset(self.config.dataset)
+
+    def _read_dataset(self, path: str) -> list[list[tuple[list[int], list[int], float]]]:
+        groups: dict[str, list] = {}
+        with open(path, encoding="utf-8") as handle:
+            for line_number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                missing = {"prompt", "completion", "reward"} - set(row)
+                if missing:
+                    raise ValueError(f"{path}:{line_number}: missing {sorted(missing)}")
+                groups.setdefault(row["prompt"], []).append(row)
+        encoded = []
+        for prompt, rows in groups.items():
+            if len(rows) < 2:
+                continue  # nothing to contrast
+            prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            encoded.append([(prompt_ids, self.tokenizer(r["completion"], add_special_tokens=False)["input_ids"]
+                             + [self.tokenizer.eos_token_id], float(r["reward"])) for r in rows])
+        if not encoded:
+            raise ValueError(f"{path}: no prompt has two or more scored completions")
+        return encoded
+
+    def _collect(self, envs, budget: Budget):
+        """This iteration's scored groups, and the batch they came from (for logging)."""
+        if self.offline_groups is not None:
+            rng = np.random.default_rng([self.config.seed, self.iteration_count, 11])
+            chosen = rng.choice(len(self.offline_groups), size=min(self.config.groups_per_update, len(self.offline_groups)),
+                                replace=False)
+            groups = [self.offline_groups[i] for i in chosen]
+            budget.add(sum(map(len, groups)), sum(len(c) for g in groups for _, c, _ in g))
+            return groups, None
+        generator, self.generator = self.generator, self.behaviour or self.generator
+        try:
+            batch = self.sample(envs, budget)
+        finally:
+            self.generator = generator
+        groups = [[(s.prompt_token_ids, s.token_ids, s.reward) for s in batch.samples[g * batch.n:(g + 1) * batch.n]]
+                  for g in range(batch.num_prompts)]
+        return groups, batch
+
+    def iteration(self, envs, budget: Budget) -> dict:
+        cfg = self.config
+        groups, batch = self._collect(envs, budget)
+        if cfg.data == "replay":
+            self.buffer.extend(groups)
+        losses, pair_counts, ratios = [], [], []
+        rng = np.random.default_rng([cfg.seed, self.iteration_count, 17])
+        for update in range(cfg.updates_per_iteration):
+            if cfg.data == "replay":
+                pool = list(self.buffer)
+                chosen = rng.choice(len(pool), size=min(cfg.groups_per_update, len(pool)), replace=False)
+                selected = [pool[i] for i in chosen]
+            else:
+                selected = groups
+            flat = [sample for group in selected for sample in group]
+            pairs = group_pairs([len(group) for group in selected])
+            log_ratios, _ = self.sequence_log_ratios([p for p, _, _ in flat], [c for _, c, _ in flat])
+            rewards = torch.tensor([r for _, _, r in flat], dtype=log_ratios.dtype, device=log_ratios.device)
+            first, second = (torch.tensor(side, device=log_ratios.device) for side in zip(*pairs))
+            loss = copg_loss(rewards[first], rewards[second], log_ratios[first], log_ratios[second], cfg.beta)
+            self.optimizer_step(loss)
+            losses.append(loss.item())
+            pair_counts.append(len(pairs))
+            ratios.append(float(log_ratios.detach().mean()))
+        self.sync_generator()
+        metrics = self.batch_metrics(batch) if batch is not None else {
+            "train/reward": float(np.mean([r for g in groups for _, _, r in g]))}
+        return {**metrics, "losses/copg": float(np.mean(losses)), "train/pairs": float(np.mean(pair_counts)),
+                "train/log_ratio": float(np.mean(ratios))}
+
+    def extra_state(self) -> dict:
+        return {"buffer": list(self.buffer)}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.buffer.clear()
+        self.buffer.extend(state.get("buffer", []))

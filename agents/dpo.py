@@ -1,0 +1,161 @@
+"""Direct Preference Optimization (Rafailov et al. 2023), the offline baseline that "All Roads
+Lead to Likelihood" (../shared/PAPERS.md, paper 4) compares against RM + online RL.
+
+For a preference pair (chosen ``y_w``, rejected ``y_l``) of the same prompt, with
+``h(y) = log pi(y|x) - log pi_ref(y|x)`` summed over tokens:
+
+    loss = -log sigmoid(beta (h(y_w) - h(y_l)))              (loss="sigmoid", DPO)
+    loss = (h(y_w) - h(y_l) - 1 / (2 beta))^2                (loss="ipo", IPO)
+
+Pairs come from a jsonl of ``{"prompt", "chosen", "rejected"}`` rows (``preferences=``; the
+budget counts two samples per pair), or are built from scored samples: the n samples of each
+prompt give every pair whose rewards differ, the higher-reward one chosen. ``online=False``
+(the default, offline DPO) samples from the frozen initial policy and trains on everything
+collected so far; ``online=True`` samples from the current policy and trains on the fresh
+pairs (online DPO).
+
+Logged: train/reward, train/reward_std_zero_share, losses/dpo, train/pairs, train/dataset,
+train/preference_accuracy (share of pairs with h(y_w) > h(y_l)), train/margin.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from agents.core import Agent, AgentConfig
+from lmgym.generation.generator import make_generator
+from lmgym.rollout import Budget
+
+
+def dpo_loss(log_ratios_chosen, log_ratios_rejected, beta: float, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean DPO loss; ``label_smoothing`` > 0 is the conservative DPO of Mitchell (2023)."""
+    logits = beta * (log_ratios_chosen - log_ratios_rejected)
+    return (-(1 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)).mean()
+
+
+def preference_pairs(rewards: list[float], group_sizes: list[int]) -> list[tuple[int, int]]:
+    """(chosen, rejected) indices into the flat batch: every within-group pair whose rewards differ."""
+    pairs, start = [], 0
+    for size in group_sizes:
+        for i in range(start, start + size):
+            for j in range(i + 1, start + size):
+                if rewards[i] > rewards[j]:
+                    pairs.append((i, j))
+                elif rewards[j] > rewards[i]:
+                    pairs.append((j, i))
+        start += size
+    return pairs
+
+
+@dataclass
+class DPOConfig(AgentConfig):
+    lr: float = 2e-5
+    warmup_steps: int = 5
+    prompts_per_iteration: int = 64
+    samples_per_prompt: int = 4
+    beta: float = 0.1
+    loss: str = "sigmoid"  # "sigmoid" (DPO) | "ipo"
+    label_smoothing: float = 0.0
+    online: bool = False  # False: offline DPO on samples of the frozen initial policy
+    preferences: str | None = None  # a jsonl of {"prompt", "chosen", "rejected"} pairs to use instead
+    updates_per_iteration: int = 1
+    pairs_per_update: int = 256  # minibatch of pairs drawn from the dataset
+
+    def __post_init__(self):
+        if self.loss not in ("sigmoid", "ipo"):
+            raise ValueError(f"loss must be 'sigmoid' or 'ipo', got {self.loss!r}")
+        if self.beta <= 0:
+            raise ValueError(f"beta must be > 0, got {self.beta}")
+
+
+class DPO(Agent):
+    name = "dpo"
+    Config = DPOConfig
+    uses_reference = True
+
+    def build(self) -> None:
+        self.pairs: list[tuple[list[int], list[int], list[int]]] = []  # (prompt, chosen, rejected) ids
+        self.behaviour = None
+        self.file_pairs = None
+        if self.config.preferences is not None:
+            self.file_pairs = self._read_preferences(self.config.preferences)
+            self.file_position = 0
+        elif not self.config.online:
+            self.behaviour = make_generator(self.reference, backend="hf", tokenizer=self.tokenizer)
+
+    def _read_preferences(self, path: str):
+        encode = lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        rows = []
+        with open(path, encoding="utf-8") as handle:
+            for line_number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                missing = {"prompt", "chosen", "rejected"} - set(row)
+                if missing:
+                    raise ValueError(f"{path}:{line_number}: missing {sorted(missing)}")
+                eos = [self.tokenizer.eos_token_id]
+                rows.append((encode(row["prompt"]), encode(row["chosen"]) + eos, encode(row["rejected"]) + eos))
+        if not rows:
+            raise ValueError(f"{path} holds no preference pairs")
+        return rows
+
+    def _collect(self, envs, budget: Budget):
+        cfg = self.config
+        if self.file_pairs is not None:
+            take = cfg.prompts_per_iteration
+            fresh = [self.file_pairs[(self.file_position + i) % len(self.file_pairs)] for i in range(take)]
+            self.file_position += take
+            budget.add(2 * take, sum(len(c) + len(r) for _, c, r in fresh))
+            return fresh, None
+        generator, self.generator = self.generator, self.behaviour or self.generator
+        try:
+            batch = self.sample(envs, budget)
+        finally:
+            self.generator = generator
+        rewards = [s.reward for s in batch.samples]
+        pairs = preference_pairs(rewards, [batch.n] * batch.num_prompts)
+        fresh = [(batch.samples[w].prompt_token_ids, batch.samples[w].token_ids, batch.samples[l].token_ids)
+                 for w, l in pairs]
+        return fresh, batch
+
+    def iteration(self, envs, budget: Budget) -> dict:
+        cfg = self.config
+        fresh, batch = self._collect(envs, budget)
+        self.pairs = fresh if cfg.online else self.pairs + fresh
+        metrics = self.batch_metrics(batch) if batch is not None else {}
+        metrics.update({"train/pairs": len(fresh), "train/dataset": len(self.pairs)})
+        if not self.pairs:
+            return metrics
+        rng = np.random.default_rng([cfg.seed, self.iteration_count, 19])
+        losses, accuracies, margins = [], [], []
+        for _ in range(cfg.updates_per_iteration):
+            chosen_rows = rng.choice(len(self.pairs), size=min(cfg.pairs_per_update, len(self.pairs)), replace=False)
+            selected = [self.pairs[i] for i in chosen_rows]
+            prompts = [p for p, _, _ in selected] * 2
+            completions = [c for _, c, _ in selected] + [r for _, _, r in selected]
+            log_ratios, _ = self.sequence_log_ratios(prompts, completions)
+            chosen, rejected = log_ratios[: len(selected)], log_ratios[len(selected):]
+            if cfg.loss == "sigmoid":
+                loss = dpo_loss(chosen, rejected, cfg.beta, cfg.label_smoothing)
+            else:
+                loss = (chosen - rejected - 1.0 / (2.0 * cfg.beta)).pow(2).mean()
+            self.optimizer_step(loss)
+            losses.append(loss.item())
+            accuracies.append(float((chosen > rejected).float().mean()))
+            margins.append(float((chosen - rejected).mean()))
+        self.sync_generator()
+        return {**metrics, "losses/dpo": float(np.mean(losses)), "train/preference_accuracy": float(np.mean(accuracies)),
+                "train/margin": float(np.mean(margins))}
+
+    def extra_state(self) -> dict:
+        return {"pairs": self.pairs, "file_position": getattr(self, "file_position", 0)}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.pairs = [(list(p), list(c), list(r)) for p, c, r in state["pairs"]]
+        self.file_position = state.get("file_position", 0)

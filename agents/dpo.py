@@ -147,8 +147,8 @@ class DPO(Agent):
                 loss = (chosen - rejected - 1.0 / (2.0 * cfg.beta)).pow(2).mean()
             self.optimizer_step(loss)
             losses.append(loss.item())
-            accuracies.append(float((chosen > rejected).float().mean()))
-            margins.append(float((chosen - rejected).mean()))
+            accuracies.append(float((chosen > rejected).float().mean().detach()))
+            margins.append(float((chosen - rejected).detach().mean()))
         self.sync_generator()
         return {**metrics, "losses/dpo": float(np.mean(losses)), "train/preference_accuracy": float(np.mean(accuracies)),
                 "train/margin": float(np.mean(margins))}

@@ -29,7 +29,15 @@ TASKS: dict[str, str] = {
     "lmgym/HumanEval-Feedback-v0": "lmgym.envs.code:HumanEvalFeedbackTask",
     "lmgym/MBPP-Feedback-v0": "lmgym.envs.code:MBPPFeedbackTask",
     "lmgym/Bandit-v0": "lmgym.envs.bandit:BanditTask",
+    "lmgym/KeyFacts-v0": "lmgym.envs.summarization:KeyFactsTask",
+    "lmgym/TLDR-Entailment-v0": "lmgym.envs.summarization:TLDRTask",
+    "lmgym/TLDR-RM-v0": "lmgym.envs.summarization:TLDRRMTask",
+    "lmgym/CNNDM-Entailment-v0": "lmgym.envs.summarization:CNNDMTask",
 }
+
+# Ids whose data or judge comes from the hub (or a local copy / a trained reward model that
+# you pass in): everything else runs offline as it is.
+NEEDS_DOWNLOAD = frozenset({"lmgym/TLDR-Entailment-v0", "lmgym/TLDR-RM-v0", "lmgym/CNNDM-Entailment-v0"})
 
 
 def register_envs() -> None:
@@ -68,4 +76,4 @@ def load_env_plugins() -> list[str]:
 
 register_envs()
 
-__all__ = ["TASKS", "__version__", "load_env_plugins", "register_envs"]
+__all__ = ["NEEDS_DOWNLOAD", "TASKS", "__version__", "load_env_plugins", "register_envs"]

@@ -65,6 +65,10 @@ class BanditTask(Task):
         best = self.arms[int(np.argmax(self.rewards))]
         self._problem = Problem(index=0, question=f"Choose an arm: {names}.\nArm:", answer=best, solution=" " + best)
 
+    @property
+    def best_reward(self) -> float:
+        return float(self.rewards.max())
+
     def num_problems(self, split: str) -> int:
         self.check_split(split)
         return 1

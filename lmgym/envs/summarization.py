@@ -1,0 +1,333 @@
+"""Summarization tasks, scored by an entailment judge, a learned reward model, or (offline)
+known key facts. Rewards: :mod:`lmgym.rewards.summarization`.
+
+- ``lmgym/KeyFacts-v0`` (:class:`KeyFactsTask`): procedural documents of key facts and filler
+  sentences, offline: the family end to end on a CPU. Reward ``judge="facts"`` (default):
+  the share of key facts the summary states (subject and value in one sentence), minus the
+  share of sentences that state something false about a subject, times the brevity term;
+  ``judge="entailment"`` scores with an NLI model instead.
+- ``lmgym/TLDR-Entailment-v0``, ``lmgym/TLDR-RM-v0`` (:class:`TLDRTask`): Reddit TL;DR,
+  hub dataset ``trl-lib/tldr`` (OpenAI's filtered TL;DR; ``prompt``/``completion``), or local
+  jsonl files ``{split}.jsonl`` with ``prompt`` (or ``post``) and ``completion`` (or ``summary``).
+  Scored by the entailment judge, or by a reward model trained with ``lmgym train-rm``
+  (``reward_model=<path>``; the reward is the ensemble mean, ``info["rm_std"]`` its spread).
+- ``lmgym/CNNDM-Entailment-v0`` (:class:`CNNDMTask`): CNN/DailyMail, hub ``abisee/cnn_dailymail``
+  (``3.0.0``; ``article``/``highlights``), or local ``{split}.jsonl`` with those fields.
+
+Every task reports ROUGE-1/2/L against the reference summary in ``info["rouge"]`` (auxiliary:
+never part of the reward). Judges and reward models are loaded once per process and shared
+by every env that names the same one; the vector env scores a whole step in one batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from lmgym.core import Problem, Task, stable_bucket
+from lmgym.rewards.summarization import DEFAULT_NLI_MODEL, EntailmentJudge, RewardModel, brevity, rouge, split_sentences
+
+DATA_DIR_ENV = "LMGYM_DATA_DIR"
+
+
+@lru_cache(maxsize=8)
+def shared_judge(model: str, aggregate: str, max_ratio: float, backend: str) -> EntailmentJudge:
+    return EntailmentJudge(model, aggregate=aggregate, max_ratio=max_ratio, backend=backend)
+
+
+@lru_cache(maxsize=8)
+def shared_reward_model(path: str) -> RewardModel:
+    return RewardModel.load(path)
+
+
+class SummarizationTask(Task):
+    """Shared scoring. Subclasses provide problems whose ``meta["document"]`` is the text to
+    summarize and whose ``answer`` is the reference summary.
+
+    Args:
+        judge: ``"entailment"`` or ``"reward_model"`` (the key-facts task adds ``"facts"``).
+        nli_model: the NLI model for the entailment judge (hub name or path).
+        aggregate: ``"min"`` or ``"mean"`` over summary sentences.
+        max_ratio: the brevity term's free length, as a share of the document's words.
+        reward_model: path of a reward model saved by ``lmgym train-rm``.
+        judge_backend: ``"hf"`` or ``"vllm"`` (its pooling runner, when it supports the model).
+    """
+
+    plain_template = "{question}"
+    chat_instruction = "Summarize the text in one or two sentences."
+    judges = ("entailment", "reward_model")
+
+    def __init__(self, judge: str = "entailment", nli_model: str = DEFAULT_NLI_MODEL, aggregate: str = "min",
+                 max_ratio: float = 0.5, reward_model: str | None = None, judge_backend: str = "hf"):
+        if judge not in self.judges:
+            raise ValueError(f"judge must be one of {self.judges}, got {judge!r}")
+        if judge == "reward_model":
+            if reward_model is None:
+                raise ValueError(f"{self.name}: judge='reward_model' needs reward_model=<path of a model trained with "
+                                 "`lmgym train-rm`>")
+            if not (Path(reward_model) / "lmgym_rm.json").is_file():
+                raise FileNotFoundError(f"no lmgym reward model at {reward_model} (train one with `lmgym train-rm`)")
+        self.judge, self.nli_model, self.aggregate, self.max_ratio = judge, nli_model, aggregate, max_ratio
+        self.reward_model, self.judge_backend = reward_model, judge_backend
+
+    def score_batch(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[tuple[float, dict]]:
+        documents = [p.meta["document"] for p in problems]
+        references = [p.answer for p in problems]
+        infos = [{"rouge": scores} for scores in rouge(completions, references)] if problems else []
+        rewards = self.rewards(problems, documents, completions, infos)
+        return list(zip(rewards, infos))
+
+    def rewards(self, problems, documents, summaries, infos) -> list[float]:
+        if self.judge == "entailment":
+            judge = shared_judge(self.nli_model, self.aggregate, self.max_ratio, self.judge_backend)
+            out = []
+            for info, judgement in zip(infos, judge.judge(documents, summaries)):
+                info.update(entailment=judgement.entailment, sentences=judgement.sentences, brevity=judgement.brevity,
+                            truncated=judgement.truncated)
+                out.append(judgement.reward)
+            return out
+        model = shared_reward_model(str(self.reward_model))
+        means, stds = model.score([p.question for p in problems], list(summaries))
+        for info, mean, std in zip(infos, means, stds):
+            info.update(rm_mean=float(mean), rm_std=float(std))
+        return [float(m) for m in means]
+
+
+# --- the offline procedural task ----------------------------------------------------------
+
+_PEOPLE = ["Ada", "Bruno", "Chen", "Dara", "Emil", "Farah", "Goran", "Hana", "Ivo", "Jun", "Kira", "Luca", "Mina",
+           "Nils", "Omar", "Pia", "Quinn", "Rosa", "Sven", "Tara", "Uma", "Viktor", "Wen", "Yara", "Zoe"]
+_CITIES = ["Oslo", "Lima", "Perth", "Quito", "Riga", "Sofia", "Tunis", "Vienna", "Warsaw", "Zagreb", "Accra", "Bern"]
+_BUILDINGS = ["library", "museum", "station", "school", "bakery", "theatre", "hospital", "market"]
+_ANIMALS = ["cats", "dogs", "goats", "horses", "parrots", "rabbits"]
+_FILLERS = ["It was a {adj} day.", "Nothing else of note happened that week.", "People talked about the {adj} weather.",
+            "The newspapers wrote little else.", "Many visitors came and went.", "The evening was {adj} and quiet."]
+_ADJECTIVES = ["cold", "warm", "grey", "bright", "windy", "calm"]
+
+
+def _fact(rng: np.random.Generator, used: set[str]) -> tuple[str, str, str]:
+    """One key fact: ``(subject, value, sentence)`` with a subject not in ``used``."""
+    while True:
+        kind = int(rng.integers(4))
+        person = str(rng.choice(_PEOPLE))
+        if kind == 0:
+            subject, value = person, str(int(rng.integers(1900, 2020)))
+            sentence = f"{subject} was born in {value}."
+        elif kind == 1:
+            subject, value = person, str(rng.choice(_CITIES))
+            sentence = f"{subject} lives in {value}."
+        elif kind == 2:
+            subject = f"The {rng.choice(_BUILDINGS)} in {rng.choice(_CITIES)}"
+            value = str(int(rng.integers(2, 40)))
+            sentence = f"{subject} has {value} floors."
+        else:
+            subject, value = person, str(int(rng.integers(2, 30)))
+            sentence = f"{subject} owns {value} {rng.choice(_ANIMALS)}."
+        if subject not in used:
+            used.add(subject)
+            return subject, value, sentence
+
+
+class KeyFactsTask(SummarizationTask):
+    """Procedural documents: ``facts`` key facts among ``fillers`` filler sentences, shuffled.
+    The reference summary is the key facts in document order.
+
+    Args:
+        facts, fillers: sentences of each kind per document.
+        test_size: documents in the test split (train and test never share a document).
+        judge: ``"facts"`` (default, exact), ``"entailment"`` or ``"reward_model"``.
+        false_penalty: subtracted per sentence that misstates a subject, as a share of ``facts``.
+        max_ratio: the brevity term's free length (0.7: a reference summary, about
+            facts/(facts+fillers) of the words, is not penalised; a copy scores 0).
+    """
+
+    name = "KeyFacts"
+    judges = ("facts", "entailment", "reward_model")
+    TRAIN_SIZE = 2**31 - 1
+    _TEST_BUCKET = 0
+
+    def __init__(self, facts: int = 3, fillers: int = 2, test_size: int = 500, judge: str = "facts",
+                 false_penalty: float = 1.0, max_ratio: float = 0.7, **kwargs):
+        super().__init__(judge=judge, max_ratio=max_ratio, **kwargs)
+        if facts < 1 or fillers < 0 or test_size < 1:
+            raise ValueError("facts must be >= 1, fillers >= 0 and test_size >= 1")
+        self.facts, self.fillers, self.test_size, self.false_penalty = facts, fillers, test_size, false_penalty
+        self._test: list[dict] | None = None
+
+    def _document(self, seed: Sequence[int]) -> dict:
+        rng = np.random.default_rng(list(seed))
+        used: set[str] = set()
+        facts = [_fact(rng, used) for _ in range(self.facts)]
+        fillers = [str(rng.choice(_FILLERS)).format(adj=rng.choice(_ADJECTIVES)) for _ in range(self.fillers)]
+        sentences = [(s, i) for i, (_, _, s) in enumerate(facts)] + [(f, None) for f in fillers]
+        order = rng.permutation(len(sentences))
+        document = " ".join(sentences[i][0] for i in order)
+        key_order = [sentences[i][1] for i in order if sentences[i][1] is not None]
+        reference = " ".join(facts[i][2] for i in key_order)
+        return {"document": document, "reference": reference, "facts": [(s, v) for s, v, _ in facts]}
+
+    def _make(self, index: int, record: dict) -> Problem:
+        return Problem(index=index, question=record["document"] + "\nTL;DR:", answer=record["reference"],
+                       solution=" " + record["reference"], meta={"document": record["document"], "facts": record["facts"]})
+
+    def num_problems(self, split: str) -> int:
+        self.check_split(split)
+        return self.test_size if split == "test" else self.TRAIN_SIZE
+
+    def problem(self, split: str, index: int) -> Problem:
+        self.check_split(split)
+        if split == "test":
+            if self._test is None:
+                self._test, attempt = [], 0
+                while len(self._test) < self.test_size:
+                    record = self._document((1, attempt))
+                    attempt += 1
+                    if stable_bucket(record["document"]) == self._TEST_BUCKET:
+                        self._test.append(record)
+            return self._make(index, self._test[index])
+        attempt = 0
+        while True:  # the train stream skips documents that belong to the test split
+            record = self._document((0, index, attempt))
+            if stable_bucket(record["document"]) != self._TEST_BUCKET:
+                return self._make(index, record)
+            attempt += 1
+
+    def rewards(self, problems, documents, summaries, infos) -> list[float]:
+        if self.judge != "facts":
+            return super().rewards(problems, documents, summaries, infos)
+        out = []
+        for problem, document, summary, info in zip(problems, documents, summaries, infos):
+            score, details = self.fact_score(problem.meta["facts"], summary)
+            factor = brevity(summary, document, self.max_ratio)
+            info.update(details, brevity=factor)
+            out.append(score * factor)
+        return out
+
+    def fact_score(self, facts: Sequence[tuple[str, str]], summary: str) -> tuple[float, dict]:
+        """Coverage of the key facts minus misstatements, in [0, 1]."""
+        sentences = [s.lower() for s in split_sentences(summary)]
+        covered = [any(subject.lower() in s and f" {value.lower()}" in f" {s}" for s in sentences) for subject, value in facts]
+        false = 0
+        for sentence in sentences:
+            for subject, value in facts:
+                if subject.lower() in sentence and f" {value.lower()}" not in f" {sentence}":
+                    false += 1
+                    break
+        score = max(0.0, (sum(covered) - self.false_penalty * false) / len(facts))
+        return score, {"facts_covered": int(sum(covered)), "facts_total": len(facts), "false_statements": false}
+
+
+# --- hub datasets ---------------------------------------------------------------------------
+
+
+class _HubSummarizationTask(SummarizationTask):
+    """Problems from a hub dataset or local jsonl files (one per split)."""
+
+    hub: tuple[str, str | None] = ("", None)
+    local_folder = ""
+    splits = ("train", "test")
+    split_names: dict[str, str] = {}
+
+    def __init__(self, data_dir: str | os.PathLike | None = None, data_files: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.data_dir, self.data_files = data_dir, data_files
+        self._rows: dict[str, list[dict]] = {}
+
+    def _local_file(self, split: str) -> Path | None:
+        if self.data_files is not None:
+            if split not in self.data_files:
+                raise ValueError(f"data_files has no {split!r} split (has {sorted(self.data_files)})")
+            return Path(self.data_files[split])
+        root = Path(self.data_dir) if self.data_dir is not None else (
+            Path(os.environ[DATA_DIR_ENV]) / self.local_folder if os.environ.get(DATA_DIR_ENV) else None)
+        if root is None:
+            return None
+        for candidate in (root / f"{split}.jsonl", root / self.local_folder / f"{split}.jsonl"):
+            if candidate.is_file():
+                return candidate
+        if self.data_dir is not None:
+            raise FileNotFoundError(f"{self.name}: no {split}.jsonl under {root}")
+        return None
+
+    def rows(self, split: str) -> list[dict]:
+        self.check_split(split)
+        if split not in self._rows:
+            path = self._local_file(split)
+            if path is not None:
+                if not path.is_file():
+                    raise FileNotFoundError(f"{self.name}: data file not found: {path}")
+                with open(path, encoding="utf-8") as handle:
+                    self._rows[split] = [json.loads(line) for line in handle if line.strip()]
+            else:
+                name, config = self.hub
+                try:
+                    from datasets import load_dataset
+
+                    dataset = load_dataset(name, config, split=self.split_names.get(split, split))
+                except Exception as error:
+                    raise RuntimeError(f"could not load {name} from the hub; pass data_dir= (a folder of "
+                                       f"{{split}}.jsonl files) or data_files={{split: path}}: {error}") from error
+                self._rows[split] = [dict(row) for row in dataset]
+        return self._rows[split]
+
+    def num_problems(self, split: str) -> int:
+        return len(self.rows(split))
+
+    def problem(self, split: str, index: int) -> Problem:
+        document, reference = self.fields(self.rows(split)[index])
+        return Problem(index=index, question=self.prompt(document), answer=reference, solution=" " + reference,
+                       meta={"document": document})
+
+    def fields(self, row: dict) -> tuple[str, str]:
+        raise NotImplementedError
+
+    def prompt(self, document: str) -> str:
+        return document + "\nTL;DR:"
+
+
+class TLDRTask(_HubSummarizationTask):
+    """Reddit TL;DR (``trl-lib/tldr``). The document is the post (subreddit, title and body,
+    as in the dataset's prompt, without its trailing ``TL;DR:``)."""
+
+    name = "TLDR"
+    hub = ("trl-lib/tldr", None)
+    local_folder = "tldr"
+    splits = ("train", "validation", "test")
+
+    def fields(self, row: dict) -> tuple[str, str]:
+        text = row.get("prompt") or row.get("post")
+        summary = row.get("completion") or row.get("summary")
+        if text is None or summary is None:
+            raise ValueError(f"a TL;DR row needs prompt (or post) and completion (or summary); got {sorted(row)}")
+        text = text.rstrip()
+        if text.endswith("TL;DR:"):
+            text = text[: -len("TL;DR:")].rstrip()
+        return text, summary.strip()
+
+
+class TLDRRMTask(TLDRTask):
+    """TL;DR scored by a learned reward model (``reward_model=`` path from ``lmgym train-rm``)."""
+
+    name = "TLDR-RM"
+
+    def __init__(self, reward_model: str | None = None, **kwargs):
+        super().__init__(judge="reward_model", reward_model=reward_model, **kwargs)
+
+
+class CNNDMTask(_HubSummarizationTask):
+    """CNN/DailyMail 3.0.0 (``abisee/cnn_dailymail``): summarize ``article`` like ``highlights``."""
+
+    name = "CNNDM"
+    hub = ("abisee/cnn_dailymail", "3.0.0")
+    local_folder = "cnn_dailymail"
+    splits = ("train", "validation", "test")
+
+    def fields(self, row: dict) -> tuple[str, str]:
+        if "article" not in row or "highlights" not in row:
+            raise ValueError(f"a CNN/DM row needs article and highlights; got {sorted(row)}")
+        return row["article"].strip(), row["highlights"].strip()

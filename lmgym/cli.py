@@ -4,6 +4,7 @@
     lmgym pretrain             pretrain (or find in the cache) lmgym's default tiny model
     lmgym bench [--config F]   agents x envs x seeds under one budget (see lmgym.bench)
     lmgym leaderboard submit FILE --track T | render | verify ENTRY
+    lmgym train-rm --pairs F --base-model M --out DIR   train a Bradley-Terry reward model (ensemble)
 """
 
 from __future__ import annotations
@@ -80,6 +81,42 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_rm(args: argparse.Namespace) -> int:
+    import json
+
+    from lmgym.rewards.summarization import RewardModelConfig, load_preferences, train_reward_model
+
+    if args.synthetic:
+        from lmgym.envs.summarization import KeyFactsTask
+
+        task = KeyFactsTask(facts=args.synthetic_facts, fillers=args.synthetic_fillers)
+        pairs = task.preference_pairs(args.synthetic, "train", seed=args.seed)
+        eval_pairs = task.preference_pairs(args.eval_size, "test", seed=args.seed + 1)
+        source = f"synthetic KeyFacts preferences (facts={args.synthetic_facts}, fillers={args.synthetic_fillers})"
+    else:
+        pairs = load_preferences(args.pairs, split="train")
+        eval_pairs = load_preferences(args.eval_pairs, split="validation") if (args.eval_pairs or not args.pairs) else []
+        if not eval_pairs and args.eval_size:
+            eval_pairs, pairs = pairs[: args.eval_size], pairs[args.eval_size:]  # held out from the same file
+        source = args.pairs or "openai/summarize_from_feedback (comparisons)"
+    base = args.base_model
+    if base == "tiny":  # a random tiny Llama on lmgym's character tokenizer
+        from lmgym.models import tiny_llama
+
+        model, tokenizer = tiny_llama(size="tiny", seed=args.seed)
+        base = f"{args.out}.base"
+        model.save_pretrained(base)
+        tokenizer.save_pretrained(base)
+    config = RewardModelConfig(heads=args.heads, members=args.members, epochs=args.epochs, lr=args.lr,
+                               batch_size=args.batch_size, max_length=args.max_length, seed=args.seed)
+    rm, log = train_reward_model(pairs, base, config, eval_pairs=eval_pairs, progress=not args.quiet)
+    accuracy = rm.accuracy(eval_pairs) if eval_pairs else None
+    rm.save(args.out, extra={"base_model": args.base_model, "pairs": len(pairs), "source": source,
+                             "eval_pairs": len(eval_pairs), "eval_accuracy": accuracy, "log": log})
+    print(json.dumps({"out": args.out, "pairs": len(pairs), "eval_pairs": len(eval_pairs), "eval_accuracy": accuracy}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmgym", description="Gymnasium environments and benchmarks for RL fine-tuning of LMs")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +152,26 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("entry")
     verify.add_argument("--tolerance", type=float, default=0.02, help="on the greedy test mean reward")
     board.set_defaults(func=cmd_leaderboard)
+    rm = commands.add_parser("train-rm", help="train a Bradley-Terry reward model (K heads and/or K members)")
+    rm.add_argument("--pairs", help="jsonl of preference pairs (summarize_from_feedback comparisons, or "
+                    "prompt/chosen/rejected); default: openai/summarize_from_feedback from the hub")
+    rm.add_argument("--eval-pairs", help="held-out pairs (default: the first --eval-size pairs of --pairs)")
+    rm.add_argument("--synthetic", type=int, metavar="N", help="train on N synthetic KeyFacts pairs (known ground truth)")
+    rm.add_argument("--synthetic-facts", type=int, default=2)
+    rm.add_argument("--synthetic-fillers", type=int, default=2)
+    rm.add_argument("--eval-size", type=int, default=400)
+    rm.add_argument("--base-model", default="tiny", help="causal LM or encoder (hub name or path); 'tiny': a "
+                    "random lmgym tiny Llama")
+    rm.add_argument("--heads", type=int, default=4)
+    rm.add_argument("--members", type=int, default=1)
+    rm.add_argument("--epochs", type=int, default=4)
+    rm.add_argument("--lr", type=float, default=2e-3)
+    rm.add_argument("--batch-size", type=int, default=32)
+    rm.add_argument("--max-length", type=int, default=512)
+    rm.add_argument("--seed", type=int, default=0)
+    rm.add_argument("--out", required=True, help="folder to write the reward model to")
+    rm.add_argument("--quiet", action="store_true")
+    rm.set_defaults(func=cmd_train_rm)
     return parser
 
 

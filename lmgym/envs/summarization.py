@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -197,6 +198,46 @@ class KeyFactsTask(SummarizationTask):
                 return self._make(index, record)
             attempt += 1
 
+    def candidate_summary(self, problem: Problem, rng: np.random.Generator) -> str:
+        """A random summary of a document: some of its key facts (one perhaps misstated), perhaps
+        a filler sentence, in random order. Material for synthetic preferences."""
+        facts = problem.meta["facts"]
+        reference = split_sentences(problem.answer)
+        keep = rng.permutation(len(reference))[: int(rng.integers(0, len(reference) + 1))]
+        sentences = [reference[i] for i in sorted(keep)]
+        if sentences and rng.random() < 0.5:  # misstate one fact: swap its value for another of its kind
+            i = int(rng.integers(len(sentences)))
+            for subject, value in facts:
+                if subject in sentences[i]:
+                    if value.isdigit():
+                        wrong = str(int(value) + int(rng.integers(1, 9)))
+                    else:
+                        wrong = str(rng.choice([c for c in _CITIES if c != value]))
+                    sentences[i] = sentences[i].replace(f" {value}", f" {wrong}", 1)
+                    break
+        if rng.random() < 0.3:
+            others = [s for s in split_sentences(problem.meta["document"]) if s not in reference]
+            if others:
+                sentences.insert(int(rng.integers(len(sentences) + 1)), str(rng.choice(others)))
+        return " " + " ".join(sentences) if sentences else ""
+
+    def preference_pairs(self, n: int, split: str = "train", seed: int = 0):
+        """``n`` synthetic preference pairs with a known ground truth: two candidate summaries
+        of one document, the one with the higher key-facts reward chosen (ties skipped)."""
+        from lmgym.rewards.summarization import PreferencePair
+
+        rng = np.random.default_rng([seed, 1 if split == "test" else 0])
+        pairs, index = [], 0
+        while len(pairs) < n:
+            problem = self.problem(split, index % self.num_problems(split))
+            index += 1
+            a, b = self.candidate_summary(problem, rng), self.candidate_summary(problem, rng)
+            (ra, _), (rb, _) = self.score_batch([problem, problem], [a, b])
+            if ra != rb:
+                chosen, rejected = (a, b) if ra > rb else (b, a)
+                pairs.append(PreferencePair(problem.question, chosen, rejected))
+        return pairs
+
     def rewards(self, problems, documents, summaries, infos) -> list[float]:
         if self.judge != "facts":
             return super().rewards(problems, documents, summaries, infos)
@@ -209,15 +250,12 @@ class KeyFactsTask(SummarizationTask):
         return out
 
     def fact_score(self, facts: Sequence[tuple[str, str]], summary: str) -> tuple[float, dict]:
-        """Coverage of the key facts minus misstatements, in [0, 1]."""
-        sentences = [s.lower() for s in split_sentences(summary)]
-        covered = [any(subject.lower() in s and f" {value.lower()}" in f" {s}" for s in sentences) for subject, value in facts]
-        false = 0
-        for sentence in sentences:
-            for subject, value in facts:
-                if subject.lower() in sentence and f" {value.lower()}" not in f" {sentence}":
-                    false += 1
-                    break
+        """Coverage of the key facts minus misstatements, in [0, 1]. Subjects and values match
+        as whole words, case-insensitively ("16" is not stated by "169")."""
+        sentences = split_sentences(summary)
+        states = lambda sentence, text: re.search(rf"(?<!\w){re.escape(text)}(?!\w)", sentence, re.IGNORECASE) is not None
+        covered = [any(states(s, subject) and states(s, value) for s in sentences) for subject, value in facts]
+        false = sum(any(states(s, subject) and not states(s, value) for subject, value in facts) for s in sentences)
         score = max(0.0, (sum(covered) - self.false_penalty * false) / len(facts))
         return score, {"facts_covered": int(sum(covered)), "facts_total": len(facts), "false_statements": false}
 

@@ -61,8 +61,6 @@ def brevity(summary: str, document: str, max_ratio: float = 0.5) -> float:
 def rouge(predictions: Sequence[str], references: Sequence[str], types: Sequence[str] = ("rouge1", "rouge2", "rougeL")) -> list[dict]:
     """ROUGE F-measures per pair, from Google's ``rouge-score`` package (what ``evaluate``'s
     ``rouge`` metric wraps; used directly so that nothing is downloaded at run time)."""
-    from rouge_score import rouge_scorer
-
     scorer = _rouge_scorer(tuple(types))
     return [{name: score.fmeasure for name, score in scorer.score(ref, pred).items()}
             for pred, ref in zip(predictions, references, strict=True)]
@@ -138,9 +136,15 @@ class EntailmentJudge:
 
     def _start_vllm(self, model: str) -> None:
         try:
+            import torch
+
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process, as lmgym's generator
+            if not torch.cuda.is_available():
+                os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
             from vllm import LLM
 
-            self._llm = LLM(model=model, runner="pooling", max_model_len=self.max_length, enforce_eager=True)
+            self._llm = LLM(model=model, runner="pooling", max_model_len=self.max_length, dtype="float32",
+                            enforce_eager=True, **({"gpu_memory_utilization": 0.2} if torch.cuda.is_available() else {}))
             self.backend = "vllm"
         except Exception as error:  # not installed, or the model is not a supported pooling model
             self.fallback_reason = f"{type(error).__name__}: {error}"[:500]
@@ -154,7 +158,7 @@ class EntailmentJudge:
         out, truncated = np.zeros(len(premises)), np.zeros(len(premises), dtype=bool)
         for start in range(0, len(premises), self.batch_size):
             chunk_p, chunk_h = list(premises[start:start + self.batch_size]), list(hypotheses[start:start + self.batch_size])
-            full = self.tokenizer(chunk_p, chunk_h, truncation=False)["input_ids"]
+            full = self.tokenizer(chunk_p, chunk_h, truncation=False, verbose=False)["input_ids"]
             truncated[start:start + len(chunk_p)] = [len(ids) > self.max_length for ids in full]
             if self.backend == "vllm":
                 out[start:start + len(chunk_p)] = self._vllm_probabilities(chunk_p, chunk_h)
@@ -196,13 +200,21 @@ class EntailmentJudge:
         return results
 
 
-def build_tiny_nli(path: str | os.PathLike, seed: int = 0, corpus: Sequence[str] | None = None) -> Path:
+NLI_SHAPES = {
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128),
+    # the default judge's shape (distilroberta-base, 82M parameters): for throughput measurements
+    "distilroberta": dict(hidden_size=768, num_hidden_layers=6, num_attention_heads=12, intermediate_size=3072),
+}
+
+
+def build_tiny_nli(path: str | os.PathLike, seed: int = 0, corpus: Sequence[str] | None = None, shape: str = "tiny") -> Path:
     """A randomly initialised ``RobertaForSequenceClassification`` NLI model (labels
     contradiction / entailment / neutral, like the default judge) with a byte-level BPE
     tokenizer trained on ``corpus``, saved at ``path``: the real loading and scoring code,
-    without the hub. Its probabilities mean nothing until it is trained."""
+    without the hub. Its probabilities mean nothing until it is trained. ``shape="distilroberta"``
+    gives the default judge's size (for throughput numbers)."""
     import torch
-    from tokenizers import ByteLevelBPETokenizer
+    from tokenizers import ByteLevelBPETokenizer, processors
     from transformers import RobertaConfig, RobertaForSequenceClassification, RobertaTokenizerFast
 
     path = Path(path)
@@ -210,12 +222,13 @@ def build_tiny_nli(path: str | os.PathLike, seed: int = 0, corpus: Sequence[str]
     corpus = list(corpus or ["The cat sat on the mat. A dog ran in the park. The bridge opened in 1984."])
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(corpus, vocab_size=512, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    bpe.save_model(str(path))
-    tokenizer = RobertaTokenizerFast(vocab_file=str(path / "vocab.json"), merges_file=str(path / "merges.txt"),
+    backend = bpe._tokenizer  # the tokenizers.Tokenizer inside the convenience wrapper
+    backend.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))  # <s> A </s></s> B </s>
+    tokenizer = RobertaTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+                                     cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
                                      model_max_length=512)
     tokenizer.save_pretrained(path)
-    config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=128, max_position_embeddings=514, type_vocab_size=1, num_labels=3,
+    config = RobertaConfig(vocab_size=len(tokenizer), **NLI_SHAPES[shape], max_position_embeddings=514, type_vocab_size=1, num_labels=3,
                            id2label={0: "contradiction", 1: "entailment", 2: "neutral"},
                            label2id={"contradiction": 0, "entailment": 1, "neutral": 2},
                            pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
@@ -330,7 +343,8 @@ class RewardModel:
         models = []
         for member in range(members):
             torch.manual_seed(seed + member)
-            model = AutoModelForSequenceClassification.from_pretrained(base_model, num_labels=heads, problem_type="regression")
+            model = AutoModelForSequenceClassification.from_pretrained(
+                base_model, num_labels=heads, problem_type="regression", ignore_mismatched_sizes=True)  # fresh heads
             models.append(model)
         return cls(models, tokenizer, max_length, device)
 

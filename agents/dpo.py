@@ -12,7 +12,9 @@ budget counts two samples per pair), or are built from scored samples: the n sam
 prompt give every pair whose rewards differ, the higher-reward one chosen. ``online=False``
 (the default, offline DPO) samples from the frozen initial policy and trains on everything
 collected so far; ``online=True`` samples from the current policy and trains on the fresh
-pairs (online DPO).
+pairs (online DPO). ``sft_coef`` adds the chosen completions' per-token NLL (Pang et al.
+2024's iterative RPO: without it, DPO on reasoning tasks lowers the likelihood of the chosen
+answers along with the rejected ones).
 
 Logged: train/reward, train/reward_std_zero_share, losses/dpo, train/pairs, train/dataset,
 train/preference_accuracy (share of pairs with h(y_w) > h(y_l)), train/margin.
@@ -61,6 +63,7 @@ class DPOConfig(AgentConfig):
     beta: float = 0.1
     loss: str = "sigmoid"  # "sigmoid" (DPO) | "ipo"
     label_smoothing: float = 0.0
+    sft_coef: float = 0.0  # > 0: add this times the chosen completions' NLL (RPO / iterative RPO for reasoning)
     online: bool = False  # False: offline DPO on samples of the frozen initial policy
     preferences: str | None = None  # a jsonl of {"prompt", "chosen", "rejected"} pairs to use instead
     updates_per_iteration: int = 1
@@ -139,12 +142,15 @@ class DPO(Agent):
             selected = [self.pairs[i] for i in chosen_rows]
             prompts = [p for p, _, _ in selected] * 2
             completions = [c for _, c, _ in selected] + [r for _, _, r in selected]
-            log_ratios, _ = self.sequence_log_ratios(prompts, completions)
+            log_ratios, sequence_logprobs = self.sequence_log_ratios(prompts, completions)
             chosen, rejected = log_ratios[: len(selected)], log_ratios[len(selected):]
             if cfg.loss == "sigmoid":
                 loss = dpo_loss(chosen, rejected, cfg.beta, cfg.label_smoothing)
             else:
                 loss = (chosen - rejected - 1.0 / (2.0 * cfg.beta)).pow(2).mean()
+            if cfg.sft_coef:
+                lengths = torch.tensor([len(c) for _, c, _ in selected], dtype=loss.dtype, device=loss.device)
+                loss = loss + cfg.sft_coef * (-sequence_logprobs[: len(selected)] / lengths).mean()
             self.optimizer_step(loss)
             losses.append(loss.item())
             accuracies.append(float((chosen > rejected).float().mean().detach()))

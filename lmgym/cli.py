@@ -90,9 +90,10 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
         from lmgym.envs.summarization import KeyFactsTask
 
         task = KeyFactsTask(facts=args.synthetic_facts, fillers=args.synthetic_fillers)
-        pairs = task.preference_pairs(args.synthetic, "train", seed=args.seed)
-        eval_pairs = task.preference_pairs(args.eval_size, "test", seed=args.seed + 1)
-        source = f"synthetic KeyFacts preferences (facts={args.synthetic_facts}, fillers={args.synthetic_fillers})"
+        pairs = task.preference_pairs(args.synthetic, "train", seed=args.seed, misstatements=args.synthetic_misstatements)
+        eval_pairs = task.preference_pairs(args.eval_size, "test", seed=args.seed + 1, misstatements=args.synthetic_misstatements)
+        source = (f"synthetic KeyFacts preferences (facts={args.synthetic_facts}, fillers={args.synthetic_fillers}, "
+                  f"misstatements={args.synthetic_misstatements})")
     else:
         pairs = load_preferences(args.pairs, split="train")
         eval_pairs = load_preferences(args.eval_pairs, split="validation") if (args.eval_pairs or not args.pairs) else []
@@ -158,13 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("--eval-pairs", help="held-out pairs (default: the first --eval-size pairs of --pairs)")
     rm.add_argument("--synthetic", type=int, metavar="N", help="train on N synthetic KeyFacts pairs (known ground truth)")
     rm.add_argument("--synthetic-facts", type=int, default=2)
-    rm.add_argument("--synthetic-fillers", type=int, default=2)
+    rm.add_argument("--synthetic-fillers", type=int, default=1)
+    rm.add_argument("--synthetic-misstatements", type=float, default=0.0,
+                    help="share of candidates with a misstated fact (0.5: much harder for a tiny RM)")
     rm.add_argument("--eval-size", type=int, default=400)
     rm.add_argument("--base-model", default="tiny", help="causal LM or encoder (hub name or path); 'tiny': a "
                     "random lmgym tiny Llama")
     rm.add_argument("--heads", type=int, default=4)
     rm.add_argument("--members", type=int, default=1)
-    rm.add_argument("--epochs", type=int, default=4)
+    rm.add_argument("--epochs", type=int, default=3)
     rm.add_argument("--lr", type=float, default=2e-3)
     rm.add_argument("--batch-size", type=int, default=32)
     rm.add_argument("--max-length", type=int, default=512)

@@ -75,3 +75,15 @@ def test_bad_arguments(generator):
         rollout(gym.make("lmgym/Arithmetic-v0"), generator)
     with pytest.raises(ValueError, match="max_samples"):
         Budget(max_samples=0)
+
+
+def test_budget_counts_reward_queries_apart_from_samples():
+    budget = Budget(max_queries=3)
+    budget.add(10, 50)  # samples generated, none scored yet
+    assert not budget.exhausted and budget.queries == 0
+    budget.query(3)
+    assert budget.exhausted
+    restored = Budget.from_state_dict(budget.state_dict())
+    assert (restored.queries, restored.max_queries, restored.samples) == (3, 3, 10)
+    with pytest.raises(ValueError):
+        Budget(max_queries=0)

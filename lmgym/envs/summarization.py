@@ -198,14 +198,14 @@ class KeyFactsTask(SummarizationTask):
                 return self._make(index, record)
             attempt += 1
 
-    def candidate_summary(self, problem: Problem, rng: np.random.Generator) -> str:
-        """A random summary of a document: some of its key facts (one perhaps misstated), perhaps
-        a filler sentence, in random order. Material for synthetic preferences."""
+    def candidate_summary(self, problem: Problem, rng: np.random.Generator, misstatements: float = 0.5) -> str:
+        """A random summary of a document: some of its key facts (one misstated with probability
+        ``misstatements``), perhaps a filler sentence. Material for synthetic preferences."""
         facts = problem.meta["facts"]
         reference = split_sentences(problem.answer)
         keep = rng.permutation(len(reference))[: int(rng.integers(0, len(reference) + 1))]
         sentences = [reference[i] for i in sorted(keep)]
-        if sentences and rng.random() < 0.5:  # misstate one fact: swap its value for another of its kind
+        if sentences and rng.random() < misstatements:  # misstate one fact: swap its value for another of its kind
             i = int(rng.integers(len(sentences)))
             for subject, value in facts:
                 if subject in sentences[i]:
@@ -221,9 +221,11 @@ class KeyFactsTask(SummarizationTask):
                 sentences.insert(int(rng.integers(len(sentences) + 1)), str(rng.choice(others)))
         return " " + " ".join(sentences) if sentences else ""
 
-    def preference_pairs(self, n: int, split: str = "train", seed: int = 0):
+    def preference_pairs(self, n: int, split: str = "train", seed: int = 0, misstatements: float = 0.5):
         """``n`` synthetic preference pairs with a known ground truth: two candidate summaries
-        of one document, the one with the higher key-facts reward chosen (ties skipped)."""
+        of one document, the one with the higher key-facts reward chosen (ties skipped).
+        ``misstatements``: how often a candidate misstates a fact (telling those apart needs
+        checking the summary against the document; the rest is coverage and brevity)."""
         from lmgym.rewards.summarization import PreferencePair
 
         rng = np.random.default_rng([seed, 1 if split == "test" else 0])
@@ -231,7 +233,7 @@ class KeyFactsTask(SummarizationTask):
         while len(pairs) < n:
             problem = self.problem(split, index % self.num_problems(split))
             index += 1
-            a, b = self.candidate_summary(problem, rng), self.candidate_summary(problem, rng)
+            a, b = (self.candidate_summary(problem, rng, misstatements) for _ in range(2))
             (ra, _), (rb, _) = self.score_batch([problem, problem], [a, b])
             if ra != rb:
                 chosen, rejected = (a, b) if ra > rb else (b, a)

@@ -95,9 +95,10 @@ class TestEntailmentJudge:
     def test_empty_and_copied_summaries_score_zero(self, tiny_nli):
         judge = EntailmentJudge(tiny_nli)
         document = "Ada was born in 1950. Ada lives in Oslo. It was a cold day."
-        empty, copy = judge.judge([document, document], ["", document])
+        empty, copy, german, longer = judge.judge([document] * 4, ["", document, "Ada wohnt in Oslo.", document + " More."])
         assert empty.reward == 0.0 and empty.sentences == []
-        assert copy.reward == 0.0 and copy.brevity == 0.0
+        assert copy.reward == 0.0 and copy.brevity == 0.0 and longer.reward == 0.0
+        assert 0.0 <= german.reward <= 1.0 and german.brevity == 1.0  # scored as it is: no language filter
 
     def test_batched_equals_one_by_one(self, tiny_nli):
         judge = EntailmentJudge(tiny_nli, batch_size=3)

@@ -30,7 +30,7 @@ from typing import Any
 __all__ = ["BenchConfig", "load_config", "run_bench", "validate_result"]
 
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "result-v1.json"
-DEFAULT_AGENTS = ["base", "sft", "ppo", "exit", "rcrl"]
+DEFAULT_AGENTS = ["base", "sft", "ppo", "exit", "rcrl", "grpo", "rloo", "copg", "dpo", "joint"]  # every built-in
 
 
 @dataclass

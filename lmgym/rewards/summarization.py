@@ -154,19 +154,26 @@ class EntailmentJudge:
                               padding=True, return_tensors="pt")
 
     def entailment_probabilities(self, premises: Sequence[str], hypotheses: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """P(entailment) for each (premise, hypothesis) pair, and whether the premise was truncated."""
+        """P(entailment) for each (premise, hypothesis) pair, and whether the premise was truncated.
+
+        Pairs are batched by length (sorted, then restored to input order), so that a batch
+        pads little."""
         out, truncated = np.zeros(len(premises)), np.zeros(len(premises), dtype=bool)
-        for start in range(0, len(premises), self.batch_size):
-            chunk_p, chunk_h = list(premises[start:start + self.batch_size]), list(hypotheses[start:start + self.batch_size])
-            full = self.tokenizer(chunk_p, chunk_h, truncation=False, verbose=False)["input_ids"]
-            truncated[start:start + len(chunk_p)] = [len(ids) > self.max_length for ids in full]
+        if not len(premises):
+            return out, truncated
+        lengths = [len(ids) for ids in self.tokenizer(list(premises), list(hypotheses), truncation=False, verbose=False)["input_ids"]]
+        truncated[:] = np.array(lengths) > self.max_length
+        order = np.argsort(lengths, kind="stable")
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            chunk_p, chunk_h = [premises[i] for i in rows], [hypotheses[i] for i in rows]
             if self.backend == "vllm":
-                out[start:start + len(chunk_p)] = self._vllm_probabilities(chunk_p, chunk_h)
+                out[rows] = self._vllm_probabilities(chunk_p, chunk_h)
                 continue
             batch = self._encode(chunk_p, chunk_h).to(self.device)
             with self.torch.no_grad():
                 logits = self.model(**batch).logits.float()
-            out[start:start + len(chunk_p)] = logits.softmax(-1)[:, self.entailment_index].cpu().numpy()
+            out[rows] = logits.softmax(-1)[:, self.entailment_index].cpu().numpy()
         return out, truncated
 
     def _vllm_probabilities(self, premises, hypotheses) -> np.ndarray:
@@ -402,14 +409,19 @@ class RewardModel:
             return torch.cat([model(**batch).logits.float() for model in self.models], dim=1)
 
     def score(self, prompts: Sequence[str], completions: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Ensemble mean and spread per (prompt, completion), batched by length (sorted, then
+        restored to input order)."""
         for model in self.models:
             model.eval()
-        means, stds = [], []
-        for start in range(0, len(prompts), batch_size):
-            scores = self.head_scores(prompts[start:start + batch_size], completions[start:start + batch_size])
-            means.append(scores.mean(1).cpu().numpy())
-            stds.append((scores.std(1) if scores.shape[1] > 1 else scores.new_zeros(scores.shape[0])).cpu().numpy())
-        return (np.concatenate(means) if means else np.zeros(0)), (np.concatenate(stds) if stds else np.zeros(0))
+        means, stds = np.zeros(len(prompts)), np.zeros(len(prompts))
+        order = np.argsort([len(p) + len(c) for p, c in zip(prompts, completions, strict=True)], kind="stable")
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            scores = self.head_scores([prompts[i] for i in rows], [completions[i] for i in rows])
+            means[rows] = scores.mean(1).cpu().numpy()
+            if scores.shape[1] > 1:
+                stds[rows] = scores.std(1).cpu().numpy()
+        return means, stds
 
     def accuracy(self, pairs: Sequence[PreferencePair], batch_size: int = 64) -> float:
         """Share of pairs whose chosen completion gets the higher mean score."""

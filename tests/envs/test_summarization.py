@@ -125,15 +125,25 @@ class TestEntailmentJudge:
 
     @pytest.mark.vllm
     def test_vllm_pooling_path_matches_hf_or_says_why_not(self, tiny_nli):
+        # In its own process: a second in-process vLLM engine would tear down the distributed
+        # state of the session's generator engine when it is collected.
         pytest.importorskip("vllm")
-        hf = EntailmentJudge(tiny_nli)
-        judge = EntailmentJudge(tiny_nli, backend="vllm")
-        premises, hypotheses = ["Ada lives in Oslo."] * 2, ["Ada lives in Oslo.", "Ada was born in 1950."]
-        if judge.backend == "vllm":
-            np.testing.assert_allclose(judge.entailment_probabilities(premises, hypotheses)[0],
-                                       hf.entailment_probabilities(premises, hypotheses)[0], atol=1e-3)
+        code = (
+            "import json, sys\n"
+            "from lmgym.rewards.summarization import EntailmentJudge\n"
+            "premises, hypotheses = ['Ada lives in Oslo.'] * 2, ['Ada lives in Oslo.', 'Ada was born in 1950.']\n"
+            f"judge, hf = EntailmentJudge({tiny_nli!r}, backend='vllm'), EntailmentJudge({tiny_nli!r})\n"
+            "print(json.dumps({'backend': judge.backend, 'reason': judge.fallback_reason,\n"
+            "    'vllm': judge.entailment_probabilities(premises, hypotheses)[0].tolist(),\n"
+            "    'hf': hf.entailment_probabilities(premises, hypotheses)[0].tolist()}))\n"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        record = json.loads(done.stdout.strip().splitlines()[-1])
+        if record["backend"] == "vllm":
+            np.testing.assert_allclose(record["vllm"], record["hf"], atol=1e-3)
         else:
-            assert judge.fallback_reason  # HF scored, and the reason is on record
+            assert record["reason"]  # HF scored, and the reason is on record
 
 
 class TestRewardModel:

@@ -13,26 +13,15 @@ call) against 64 single-env steps, and the speed-up.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import gymnasium as gym
+from bench_verifier import timed  # median seconds of fn() after a warm-up (this folder is on sys.path)
 
 import lmgym  # noqa: F401
 from lmgym.envs.summarization import KeyFactsTask
 from lmgym.rewards.summarization import EntailmentJudge, RewardModel, build_tiny_nli
-
-
-def timed(fn, repeats):
-    fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def main() -> None:

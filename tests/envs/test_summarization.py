@@ -164,6 +164,12 @@ class TestRewardModel:
         assert len(loaded.models) == 2 and (tmp_path / "two" / "member1").is_dir()
         assert loaded.score(["x"], [" y"])[1][0] > 0 and all(np.isfinite(r["loss"]) for r in log)
 
+    def test_an_encoder_backbone(self, tiny_nli):
+        pairs = KeyFactsTask(facts=1, fillers=1).preference_pairs(16, "train")
+        rm, log = train_reward_model(pairs, tiny_nli, RewardModelConfig(heads=2, epochs=1, batch_size=8), progress=False)
+        assert type(rm.models[0]).__name__ == "RobertaForSequenceClassification" and rm.models[0].config.num_labels == 2
+        assert np.isfinite(rm.score([p.prompt for p in pairs], [p.chosen for p in pairs])[0]).all()
+
     def test_learns_a_known_preference(self, tiny_rm):
         # the easiest synthetic preference (one fact, one filler): well above chance after one short epoch
         task = KeyFactsTask(facts=1, fillers=1)

@@ -235,6 +235,10 @@ class TestContainment:
         program = "import builtins\nbuiltins.abs = lambda x: 0\ndef half(x):\n    return 7\n"
         assert_contained(sandbox, sandbox.run(program, ["assert abs(half(4) - 2) < 1e-9"]), "forbidden")
 
+    def test_rebinding_assertion_error(self, sandbox):
+        program = "import builtins\nbuiltins.AssertionError = type('Quiet', (Exception,), {})\ndef add(a, b):\n    return 0\n"
+        assert_contained(sandbox, sandbox.run(program, ADD_TESTS), "forbidden")
+
     def test_patching_a_core_type_through_gc(self, sandbox):
         program = "import gc\ngc.get_referents(int.__dict__)[0]['__eq__'] = lambda a, b: True\n" \
                   "def add(a, b):\n    return 0\n"

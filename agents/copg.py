@@ -11,7 +11,7 @@ with ``R_beta = R - beta h``: a policy gradient in which each sample's baseline 
 sample's regularised reward, and no importance weight appears. Every pair's loss is zero at
 ``pi* ∝ pi_ref exp(R / beta)``, whatever policy drew the pair, so the fixed point is the
 KL-regularised optimum even from off-policy data. With ``R(y_w) = 1/4, R(y_l) = -1/4`` the
-loss is ``beta^2`` times IPO's ``(h_w - h_l - 1/(2 beta))^2`` (:func:`ipo_loss`, tested).
+loss is ``beta^2`` times IPO's ``(h_w - h_l - 1/(2 beta))^2`` (:func:`agents.dpo.ipo_loss`, tested).
 
 Data (``data=``): ``"on_policy"`` (every pair of the current rollout's n samples per prompt),
 ``"replay"`` (pairs from a buffer of the last ``replay_groups`` scored groups, the current
@@ -25,14 +25,13 @@ Logged: train/reward, train/reward_std_zero_share, losses/copg, train/pairs, tra
 from __future__ import annotations
 
 import itertools
-import json
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from agents.core import Agent, AgentConfig
+from agents.core import Agent, AgentConfig, read_jsonl
 from lmgym.generation.generator import make_generator
 from lmgym.rollout import Budget
 
@@ -40,11 +39,6 @@ from lmgym.rollout import Budget
 def copg_loss(rewards, rewards_prime, log_ratios, log_ratios_prime, beta: float) -> torch.Tensor:
     """Mean over pairs of ``(R(y) - R(y') - beta (h(y) - h(y')))^2``; all inputs ``(pairs,)``."""
     return ((rewards - rewards_prime) - beta * (log_ratios - log_ratios_prime)).pow(2).mean()
-
-
-def ipo_loss(log_ratios_chosen, log_ratios_rejected, tau: float) -> torch.Tensor:
-    """IPO (Azar et al. 2023): mean of ``(h_w - h_l - 1/(2 tau))^2``."""
-    return (log_ratios_chosen - log_ratios_rejected - 1.0 / (2.0 * tau)).pow(2).mean()
 
 
 def biased_off_policy_pg_loss(rewards, log_ratios, logprobs, beta: float) -> torch.Tensor:
@@ -102,15 +96,8 @@ class CoPG(Agent):
 
     def _read_dataset(self, path: str) -> list[list[tuple[list[int], list[int], float]]]:
         groups: dict[str, list] = {}
-        with open(path, encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                row = json.loads(line)
-                missing = {"prompt", "completion", "reward"} - set(row)
-                if missing:
-                    raise ValueError(f"{path}:{line_number}: missing {sorted(missing)}")
-                groups.setdefault(row["prompt"], []).append(row)
+        for row in read_jsonl(path, {"prompt", "completion", "reward"}):
+            groups.setdefault(row["prompt"], []).append(row)
         encoded = []
         for prompt, rows in groups.items():
             if len(rows) < 2:
@@ -131,11 +118,7 @@ class CoPG(Agent):
             groups = [self.offline_groups[i] for i in chosen]
             budget.add(sum(map(len, groups)), sum(len(c) for g in groups for _, c, _ in g))
             return groups, None
-        generator, self.generator = self.generator, self.behaviour or self.generator
-        try:
-            batch = self.sample(envs, budget)
-        finally:
-            self.generator = generator
+        batch = self.sample(envs, budget, generator=self.behaviour)
         groups = [[(s.prompt_token_ids, s.token_ids, s.reward) for s in batch.samples[g * batch.n:(g + 1) * batch.n]]
                   for g in range(batch.num_prompts)]
         return groups, batch

@@ -19,6 +19,7 @@ sampling is seeded the same way, so an interrupted run resumes to the same state
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 import time
@@ -40,7 +41,7 @@ from lmgym.rollout import Budget, RolloutBatch, rollout
 from lmgym.vector import LMVectorEnv
 
 __all__ = ["Agent", "AgentConfig", "BasePolicy", "LearnResult", "completion_logprobs", "kl_penalty", "masked_mean",
-           "masked_whiten", "nll_loss"]
+           "masked_whiten", "nll_loss", "read_jsonl"]
 
 
 # --- pure functions -----------------------------------------------------------------------
@@ -61,6 +62,22 @@ def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = T
     if not shift_mean:
         whitened = whitened + mean
     return whitened * mask
+
+
+def read_jsonl(path: str | os.PathLike, required: set[str]) -> list[dict]:
+    """The rows of a jsonl file (blank lines skipped); a row missing a ``required`` key is a
+    ``ValueError`` naming the file and line."""
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            missing = required - set(row)
+            if missing:
+                raise ValueError(f"{path}:{line_number}: missing {sorted(missing)}")
+            rows.append(row)
+    return rows
 
 
 def nll_loss(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -197,9 +214,11 @@ class Agent:
     def iteration_seed(self) -> int:
         return self.config.seed * 1_000_003 + self.iteration_count
 
-    def sample(self, envs, budget: Budget | None, prompts: int | None = None, n: int | None = None, prefix: str = "", **sampling) -> RolloutBatch:
-        """One rollout of ``prompts`` x ``n`` from the current policy, problems drawn from the
-        train split by a generator seeded with ``(seed, iteration)``; charged to ``budget``."""
+    def sample(self, envs, budget: Budget | None, prompts: int | None = None, n: int | None = None, prefix: str = "",
+               generator=None, **sampling) -> RolloutBatch:
+        """One rollout of ``prompts`` x ``n`` from the current policy (or from ``generator``, e.g. a
+        frozen behaviour policy for off-policy agents), problems drawn from the train split by a
+        generator seeded with ``(seed, iteration)``; charged to ``budget``."""
         n = n or self.config.samples_per_prompt
         prompts = prompts or self.config.prompts_per_iteration
         vec = envs.unwrapped
@@ -216,7 +235,8 @@ class Agent:
         indices = rng.integers(vec.envs[0].num_problems, size=prompts).tolist()
         options = dict(temperature=self.config.temperature, top_p=self.config.top_p, max_tokens=self.config.max_new_tokens)
         options.update(sampling)
-        return rollout(vec, self.generator, n=n, indices=indices, seed=self.iteration_seed(), budget=budget, prefix=prefix, **options)
+        return rollout(vec, generator or self.generator, n=n, indices=indices, seed=self.iteration_seed(), budget=budget,
+                       prefix=prefix, **options)
 
     def logprobs(self, model, prompt_ids, completion_ids, return_hidden: bool = False):
         """``completion_logprobs`` in micro-batches, concatenated (padded to a common length)."""

@@ -22,14 +22,13 @@ train/preference_accuracy (share of pairs with h(y_w) > h(y_l)), train/margin.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from agents.core import Agent, AgentConfig
+from agents.core import Agent, AgentConfig, read_jsonl
 from lmgym.generation.generator import make_generator
 from lmgym.rollout import Budget
 
@@ -38,6 +37,11 @@ def dpo_loss(log_ratios_chosen, log_ratios_rejected, beta: float, label_smoothin
     """Mean DPO loss; ``label_smoothing`` > 0 is the conservative DPO of Mitchell (2023)."""
     logits = beta * (log_ratios_chosen - log_ratios_rejected)
     return (-(1 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)).mean()
+
+
+def ipo_loss(log_ratios_chosen, log_ratios_rejected, tau: float) -> torch.Tensor:
+    """IPO (Azar et al. 2023): mean of ``(h_w - h_l - 1/(2 tau))^2``."""
+    return (log_ratios_chosen - log_ratios_rejected - 1.0 / (2.0 * tau)).pow(2).mean()
 
 
 def preference_pairs(rewards: list[float], group_sizes: list[int]) -> list[tuple[int, int]]:
@@ -93,17 +97,9 @@ class DPO(Agent):
 
     def _read_preferences(self, path: str):
         encode = lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        rows = []
-        with open(path, encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                row = json.loads(line)
-                missing = {"prompt", "chosen", "rejected"} - set(row)
-                if missing:
-                    raise ValueError(f"{path}:{line_number}: missing {sorted(missing)}")
-                eos = [self.tokenizer.eos_token_id]
-                rows.append((encode(row["prompt"]), encode(row["chosen"]) + eos, encode(row["rejected"]) + eos))
+        eos = [self.tokenizer.eos_token_id]
+        rows = [(encode(row["prompt"]), encode(row["chosen"]) + eos, encode(row["rejected"]) + eos)
+                for row in read_jsonl(path, {"prompt", "chosen", "rejected"})]
         if not rows:
             raise ValueError(f"{path} holds no preference pairs")
         return rows
@@ -116,11 +112,7 @@ class DPO(Agent):
             self.file_position += take
             budget.add(2 * take, sum(len(c) + len(r) for _, c, r in fresh))
             return fresh, None
-        generator, self.generator = self.generator, self.behaviour or self.generator
-        try:
-            batch = self.sample(envs, budget)
-        finally:
-            self.generator = generator
+        batch = self.sample(envs, budget, generator=self.behaviour)
         rewards = [s.reward for s in batch.samples]
         pairs = preference_pairs(rewards, [batch.n] * batch.num_prompts)
         fresh = [(batch.samples[w].prompt_token_ids, batch.samples[w].token_ids, batch.samples[l].token_ids)
@@ -147,7 +139,7 @@ class DPO(Agent):
             if cfg.loss == "sigmoid":
                 loss = dpo_loss(chosen, rejected, cfg.beta, cfg.label_smoothing)
             else:
-                loss = (chosen - rejected - 1.0 / (2.0 * cfg.beta)).pow(2).mean()
+                loss = ipo_loss(chosen, rejected, tau=cfg.beta)
             if cfg.sft_coef:
                 lengths = torch.tensor([len(c) for _, c, _ in selected], dtype=loss.dtype, device=loss.device)
                 loss = loss + cfg.sft_coef * (-sequence_logprobs[: len(selected)] / lengths).mean()

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from agents import load_agent
-from agents.copg import biased_off_policy_pg_loss, copg_loss, group_pairs, ipo_loss
-from agents.dpo import dpo_loss, preference_pairs
+from agents.copg import biased_off_policy_pg_loss, copg_loss, group_pairs
+from agents.dpo import dpo_loss, ipo_loss, preference_pairs
 from agents.grpo import clipped_policy_loss, group_advantages
 from agents.joint import RewardEnsemble, choose_queries
 from lmgym.envs.bandit import BanditTask

@@ -33,8 +33,9 @@ the program and every test ran *and the report is complete*: ``sys.exit(0)`` or
 ``!=`` in tests refuse objects whose equality the program itself defined (the classic fake
 pass), and a program that rebinds builtins or core types' comparison methods is marked
 ``forbidden``. Failure kinds (:data:`KINDS`): ``syntax_error``, ``assertion``,
-``exception``, ``timeout`` (wall or CPU), ``memory``, ``killed`` (a signal, e.g. a segfault
-from runaway recursion), ``output_limit``, ``forbidden`` (a sandbox policy violation or a
+``exception``, ``timeout`` (wall or CPU), ``memory`` (a MemoryError at the address-space
+limit), ``killed`` (a signal: a segfault from runaway recursion, or SIGKILL, whether from
+the kernel's OOM killer or the program itself), ``output_limit``, ``forbidden`` (a sandbox policy violation or a
 detected fake), ``exit`` (ended before the tests finished), and ``not_run`` for tests after
 the one that stopped the run.
 
@@ -66,15 +67,13 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from lmgym.sandbox._worker import KINDS  # the worker's failure kinds (a stdlib-only script: safe to import)
 
 __all__ = ["KINDS", "Job", "Limits", "RunResult", "Sandbox", "Seconds", "TestResult", "default_sandbox"]
 
-KINDS = (
-    "passed", "syntax_error", "assertion", "exception", "timeout", "memory", "killed",
-    "output_limit", "forbidden", "exit", "not_run",
-)
 _WORKER = Path(__file__).with_name("_worker.py")
 _MAX_MESSAGE = 64 << 20
 
@@ -154,8 +153,7 @@ class RunResult:
         return sum(test.passed for test in self.tests) / len(self.tests)
 
     def to_dict(self) -> dict:
-        info = asdict(self)  # asdict copies floats through their type: Seconds stays Seconds
-        return info
+        return asdict(self)  # asdict copies floats through their type: Seconds stays Seconds
 
 
 class SandboxError(RuntimeError):
@@ -416,7 +414,3 @@ def default_sandbox() -> Sandbox:
         if _DEFAULT is None or _DEFAULT._closed:
             _DEFAULT = Sandbox()
         return _DEFAULT
-
-
-def with_limits(limits: Limits, **changes) -> Limits:
-    return replace(limits, **changes)

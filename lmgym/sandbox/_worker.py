@@ -444,15 +444,23 @@ def _child(job, report_fd, scratch, limits_state, trusted_types):
     except BaseException as error:
         report(f"P\tsyntax_error\t{perf() - start:.6f}\t{describe(error)}")
         exit_(0)
-    namespace = {"__name__": "__candidate__", "__builtins__": builtins_module}
-    try:
-        exec(code, namespace)
-        kind, message = "passed", ""
-    except BaseException as error:
-        kind, message = classify(error), describe(error)
-    finally:
-        settrace(None)
-        setprofile(None)
+    namespace = {"__name__": "__candidate__"}
+
+    def run(code):
+        """Execute ``code`` in the program's namespace, with the real builtins and the guarded
+        comparison put back first (the program may have rebound both); ``(kind, message)``."""
+        namespace["__builtins__"] = builtins_module
+        namespace["__lmgym_eq__"] = equal
+        try:
+            exec(code, namespace)
+            return "passed", ""
+        except BaseException as error:
+            return classify(error), describe(error)
+        finally:
+            settrace(None)
+            setprofile(None)
+
+    kind, message = run(code)
     if kind == "passed":
         problem = tampering()
         if problem:
@@ -466,25 +474,13 @@ def _child(job, report_fd, scratch, limits_state, trusted_types):
         exit_(0)
     compiled = list(compiled)
     if job["setup"]:
-        namespace["__builtins__"] = builtins_module
-        namespace["__lmgym_eq__"] = equal
-        try:
-            exec(compiled.pop(0), namespace)
-        except BaseException as error:
-            report(f"S\t{classify(error)}\t{describe(error)}")
+        kind, message = run(compiled.pop(0))
+        if kind != "passed":
+            report(f"S\t{kind}\t{message}")
             exit_(0)
     for index, test in enumerate(compiled):
-        namespace["__builtins__"] = builtins_module
-        namespace["__lmgym_eq__"] = equal
         began = perf()
-        try:
-            exec(test, namespace)
-            kind, message = "passed", ""
-        except BaseException as error:
-            kind, message = classify(error), describe(error)
-        finally:
-            settrace(None)
-            setprofile(None)
+        kind, message = run(test)
         outcome(index, kind, perf() - began, message)
     problem = tampering()  # once, after all tests: any detected fake voids the whole run
     if problem:
@@ -649,9 +645,7 @@ def _verdict(job, lines, status, timed_out, scratch, seconds):
         abnormal = ("timeout", "wall-time limit" if timed_out else "CPU-time limit")
     elif signal_number == signal.SIGXFSZ:
         abnormal = ("output_limit", f"wrote more than {job['max_output_bytes']} bytes to a file or stdout")
-    elif signal_number == signal.SIGKILL:
-        abnormal = ("memory", "killed by SIGKILL (out of memory)")
-    elif signal_number > 0:
+    elif signal_number > 0:  # SIGKILL included: the OOM killer and the program itself look alike
         abnormal = ("killed", f"killed by signal {signal.Signals(signal_number).name}")
     elif not done and kind is None:
         abnormal = ("exit", "the process ended before the tests finished "

@@ -7,12 +7,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "write_json_atomic"]
+__all__ = ["atomic_dir", "atomic_path", "write_json_atomic"]
 
 
 @contextlib.contextmanager
@@ -39,3 +40,28 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
 def write_json_atomic(path: str | os.PathLike, payload: Any, overwrite: bool = True) -> None:
     with atomic_path(path, overwrite) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, default=str))
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary folder (beside ``path``) to fill; on success it becomes ``path``.
+
+    ``overwrite=True`` replaces an existing folder (removed just before the rename);
+    ``overwrite=False`` raises ``FileExistsError`` if ``path`` exists by then (e.g. a
+    concurrent writer won). On failure the temporary folder is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        yield staging
+        if overwrite and path.exists():
+            shutil.rmtree(path)
+        try:
+            staging.rename(path)
+        except OSError as error:
+            if path.exists():
+                raise FileExistsError(f"{path} exists") from error
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

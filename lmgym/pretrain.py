@@ -17,11 +17,11 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from lmgym.io import atomic_dir
 
 __all__ = ["PretrainConfig", "cache_dir", "default_model", "evaluate_greedy", "pretrain"]
 
@@ -141,28 +141,23 @@ def pretrain(config: PretrainConfig, out_dir: str | os.PathLike, progress: bool 
     train_seconds = time.perf_counter() - start
     accuracy = evaluate_greedy(model, tokenizer, task, "test", config.eval_problems)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
-        model.save_pretrained(staging)
-        tokenizer.padding_side = "left"
-        tokenizer.save_pretrained(staging)
-        meta = {
-            "config": dataclasses.asdict(config),
-            "test_accuracy": accuracy,
-            "eval_problems": config.eval_problems,
-            "train_seconds": round(train_seconds, 1),
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "torch_threads": torch.get_num_threads(),
-        }
-        (staging / "lmgym_pretrain.json").write_text(json.dumps(meta, indent=2))
-        try:
-            staging.rename(out_dir)
-        except OSError:
-            if not (out_dir / "lmgym_pretrain.json").is_file():  # not a concurrent winner: a real error
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with atomic_dir(out_dir, overwrite=False) as staging:
+            model.save_pretrained(staging)
+            tokenizer.padding_side = "left"
+            tokenizer.save_pretrained(staging)
+            meta = {
+                "config": dataclasses.asdict(config),
+                "test_accuracy": accuracy,
+                "eval_problems": config.eval_problems,
+                "train_seconds": round(train_seconds, 1),
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "torch_threads": torch.get_num_threads(),
+            }
+            (staging / "lmgym_pretrain.json").write_text(json.dumps(meta, indent=2))
+    except FileExistsError:
+        if not (out_dir / "lmgym_pretrain.json").is_file():  # not a concurrent winner: a real error
+            raise
     if progress:
         print(f"saved {out_dir}: test accuracy {accuracy:.1%} after {train_seconds:.0f} s of training")
     return out_dir

@@ -234,21 +234,27 @@ class KeyFactsTask(SummarizationTask):
             problem = self.problem(split, index % self.num_problems(split))
             index += 1
             a, b = (self.candidate_summary(problem, rng, misstatements) for _ in range(2))
-            (ra, _), (rb, _) = self.score_batch([problem, problem], [a, b])
+            ra, rb = (self.facts_reward(problem, summary)[0] for summary in (a, b))
             if ra != rb:
                 chosen, rejected = (a, b) if ra > rb else (b, a)
                 pairs.append(PreferencePair(problem.question, chosen, rejected))
         return pairs
 
+    def facts_reward(self, problem: Problem, summary: str) -> tuple[float, dict]:
+        """The key-facts reward (fact score x brevity) and its details: the ``judge="facts"``
+        reward, and the ground truth of :meth:`preference_pairs` whatever the judge."""
+        score, details = self.fact_score(problem.meta["facts"], summary)
+        factor = brevity(summary, problem.meta["document"], self.max_ratio)
+        return score * factor, {**details, "brevity": factor}
+
     def rewards(self, problems, documents, summaries, infos) -> list[float]:
         if self.judge != "facts":
             return super().rewards(problems, documents, summaries, infos)
         out = []
-        for problem, document, summary, info in zip(problems, documents, summaries, infos):
-            score, details = self.fact_score(problem.meta["facts"], summary)
-            factor = brevity(summary, document, self.max_ratio)
-            info.update(details, brevity=factor)
-            out.append(score * factor)
+        for problem, summary, info in zip(problems, summaries, infos):
+            reward, details = self.facts_reward(problem, summary)
+            info.update(details)
+            out.append(reward)
         return out
 
     def fact_score(self, facts: Sequence[tuple[str, str]], summary: str) -> tuple[float, dict]:

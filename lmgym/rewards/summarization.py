@@ -77,7 +77,9 @@ def _rouge_scorer(types):
     return _SCORERS[types]
 
 
-def _device(device: str | None):
+def _device(device):
+    """``None``/``"auto"``: CUDA when available, else CPU; otherwise ``torch.device(device)``
+    (a ``torch.device`` passes through)."""
     import torch
 
     if device in (None, "auto"):
@@ -332,7 +334,7 @@ class RewardModel:
 
     def __init__(self, models: list, tokenizer, max_length: int = 512, device=None):
         self.models, self.tokenizer, self.max_length = models, tokenizer, max_length
-        self.device = _device(device) if not hasattr(device, "type") else device
+        self.device = _device(device)
         for model in self.models:
             model.to(self.device)
         if self.tokenizer.pad_token_id is None:
@@ -372,13 +374,9 @@ class RewardModel:
     def save(self, path: str | os.PathLike, extra: dict | None = None) -> None:
         """``save_pretrained`` (member folders when there are several) + ``lmgym_rm.json``,
         written to a temporary folder and renamed into place."""
-        import shutil
-        import tempfile
+        from lmgym.io import atomic_dir
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-        try:
+        with atomic_dir(path) as staging:
             if len(self.models) == 1:
                 self.models[0].save_pretrained(staging)
             else:
@@ -388,12 +386,6 @@ class RewardModel:
             meta = {"members": len(self.models), "heads": self.models[0].config.num_labels,
                     "max_length": self.max_length, **(extra or {})}
             (staging / "lmgym_rm.json").write_text(json.dumps(meta, indent=2))
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(staging, path)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
 
     def _batch(self, texts: list[str]):
         return self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True,

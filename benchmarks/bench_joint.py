@@ -43,14 +43,10 @@ def main() -> None:
             if cache.is_file():
                 curve = json.loads(cache.read_text())
             else:
-                config = JointConfig(exploration=mode, seed=seed, eval_every=max(args.queries, 1),
-                                     **json.loads(args.overrides))
-                agent = Joint(config)
-                # evaluate every eval_queries queries: eval_every counts samples, so convert
-                per_iteration = config.prompts_per_iteration * config.samples_per_prompt
-                queries_per_iteration = config.prompts_per_iteration * config.queries_per_prompt
-                agent.config.eval_every = max(1, (args.queries // 8) * per_iteration // queries_per_iteration)
-                result = agent.learn(ENV, Budget(max_queries=args.queries), progress=False)
+                config = JointConfig(exploration=mode, seed=seed, **json.loads(args.overrides))
+                # evaluate 8 times: eval_every counts samples, queries_per_prompt / samples_per_prompt of them queried
+                config.eval_every = max(1, (args.queries // 8) * config.samples_per_prompt // config.queries_per_prompt)
+                result = Joint(config).learn(ENV, Budget(max_queries=args.queries), progress=False)
                 curve = result.curve
                 write_json_atomic(cache, curve)
             curves.setdefault(mode, []).append(curve)

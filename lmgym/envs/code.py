@@ -125,17 +125,15 @@ class CodeTask(Task):
         return Job(program, tuple(problem.meta["tests"]), problem.meta.get("setup", ""), self.limits), mode
 
     def score_batch(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[tuple[float, dict]]:
-        jobs, modes = zip(*(self.job(p, c) for p, c in zip(problems, completions, strict=True))) if problems else ((), ())
+        built = [self.job(p, c) for p, c in zip(problems, completions, strict=True)]
         results = []
-        for result, mode in zip(self.sandbox.run_batch(jobs), modes):
+        for result, (_, mode) in zip(self.sandbox.run_batch([job for job, _ in built]), built):
             info = result.to_dict()
             info["tests_passed"] = sum(test["passed"] for test in info["tests"])
             info["tests_total"] = len(info["tests"])
             info["mode"] = mode
-            if self.reward == "sparse":
-                reward = 1.0 if result.passed else 0.0
-            else:
-                reward = result.fraction_passed if result.kind != "syntax_error" else 0.0
+            # dense: a run that fails before its tests (syntax error, ...) passed none of them
+            reward = (1.0 if result.passed else 0.0) if self.reward == "sparse" else result.fraction_passed
             results.append((reward, info))
         return results
 

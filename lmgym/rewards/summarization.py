@@ -114,7 +114,6 @@ class EntailmentJudge:
 
     def __init__(self, model: str = DEFAULT_NLI_MODEL, aggregate: str = "min", max_ratio: float = 0.5,
                  max_length: int = 512, batch_size: int = 64, device: str | None = None, backend: str = "hf"):
-        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         if aggregate not in ("min", "mean"):
@@ -131,7 +130,6 @@ class EntailmentJudge:
             raise ValueError(f"{model} has no 'entailment' label (labels: {sorted(labels)}): not an NLI model")
         self.entailment_index = entail[0]
         self.max_length = min(max_length, getattr(self.tokenizer, "model_max_length", max_length) or max_length)
-        self.torch = torch
         self.backend, self.fallback_reason, self._llm = "hf", None, None
         if backend == "vllm":
             self._start_vllm(model)
@@ -160,6 +158,8 @@ class EntailmentJudge:
 
         Pairs are batched by length (sorted, then restored to input order), so that a batch
         pads little."""
+        import torch
+
         out, truncated = np.zeros(len(premises)), np.zeros(len(premises), dtype=bool)
         if not len(premises):
             return out, truncated
@@ -173,7 +173,7 @@ class EntailmentJudge:
                 out[rows] = self._vllm_probabilities(chunk_p, chunk_h)
                 continue
             batch = self._encode(chunk_p, chunk_h).to(self.device)
-            with self.torch.no_grad():
+            with torch.no_grad():
                 logits = self.model(**batch).logits.float()
             out[rows] = logits.softmax(-1)[:, self.entailment_index].cpu().numpy()
         return out, truncated

@@ -6,6 +6,11 @@ solutions of ``lmgym/Arithmetic-v0``'s train split. The step count is chosen so 
 is decent (at least 40% test accuracy) but far from perfect, so RL has room to improve it and
 the reward standard deviation per prompt is not near zero.
 
+Half the training examples carry a random *tag* (1-3 letters and a space) between the prompt and
+the solution, which the model learns to read past. Without it the model cannot be conditioned
+on any text at all: a 2-character label drops a tag-free model from 53% to 3% greedy accuracy,
+and return-conditioned RL (agents/rcrl.py), which acts on a "good" label, is dead on arrival.
+
 The cache lives in ``$LMGYM_CACHE`` (default ``~/.cache/lmgym``) under ``models/<name>-<hash>``,
 where the hash covers the whole :class:`PretrainConfig`; a model is written to a temporary
 folder and renamed into place, so an interrupted run never leaves a half-written model.
@@ -33,12 +38,13 @@ class PretrainConfig:
     task: str = "lmgym.envs.math:ArithmeticTask"
     task_kwargs: dict = field(default_factory=dict)  # {} = the env's default difficulty
     size: str = "tiny"  # a key of lmgym.models.TINY_SHAPES
-    steps: int = 850  # calibrated on 2 cores: 33% at 700 steps, 53% at 850, 70% at 1000
+    steps: int = 1000  # calibrated on 2 cores: tag-free, 33% at 700 steps, 53% at 850; with tags 56% at 1000
     batch_size: int = 128
     lr: float = 3e-3  # AdamW, linear warm-up then cosine decay to 10%
     warmup_steps: int = 50
     seed: int = 0
     eval_problems: int = 500  # greedy accuracy on the first problems of the test split
+    tag_rate: float = 0.5  # share of examples with a random tag between prompt and solution (0: none)
 
     def fingerprint(self) -> str:
         payload = json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -97,6 +103,7 @@ def evaluate_greedy(model, tokenizer, task, split: str = "test", limit: int = 50
 def pretrain(config: PretrainConfig, out_dir: str | os.PathLike, progress: bool = True) -> Path:
     """Train a tiny model by ``config`` and save it (HF format + tokenizer) to ``out_dir``."""
     import random
+    import string
 
     import torch
     from tqdm.auto import tqdm
@@ -121,6 +128,13 @@ def pretrain(config: PretrainConfig, out_dir: str | os.PathLike, progress: bool 
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     rng = random.Random(config.seed)
+    tag_rng = random.Random(config.seed + 1)  # its own stream: tag_rate=0 draws the same problems as before tags
+
+    def tag() -> str:
+        if tag_rng.random() >= config.tag_rate:
+            return ""
+        return "".join(tag_rng.choice(string.ascii_letters) for _ in range(tag_rng.randint(1, 3))) + " "
+
     num_train = task.num_problems("train")
     start = time.perf_counter()
     model.train()
@@ -128,7 +142,7 @@ def pretrain(config: PretrainConfig, out_dir: str | os.PathLike, progress: bool 
     for step in bar:
         problems = [task.problem("train", rng.randrange(num_train)) for _ in range(config.batch_size)]
         input_ids, attention_mask, labels = _batch(
-            tokenizer, [prompt_for(p) for p in problems], [p.solution for p in problems]
+            tokenizer, [prompt_for(p) + tag() for p in problems], [p.solution for p in problems]
         )
         loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)

@@ -72,5 +72,6 @@ def warm_model_dir(tmp_path_factory):
     rewards vary, so policy-gradient agents get a signal (a random model never scores)."""
     from lmgym.pretrain import PretrainConfig, pretrain
 
-    config = PretrainConfig(task_kwargs=EASY_ARITHMETIC, steps=80, batch_size=64, eval_problems=20)
+    # no tags: in 80 steps they would cost the model the accuracy that gives agents a signal
+    config = PretrainConfig(task_kwargs=EASY_ARITHMETIC, steps=80, batch_size=64, eval_problems=20, tag_rate=0.0)
     return pretrain(config, tmp_path_factory.mktemp("warm") / "model", progress=False)

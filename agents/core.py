@@ -80,9 +80,13 @@ def read_jsonl(path: str | os.PathLike, required: set[str]) -> list[dict]:
     return rows
 
 
-def nll_loss(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Supervised fine-tuning loss: mean negative log-likelihood per completion token."""
-    return -masked_mean(logprobs, mask)
+def nll_loss(logprobs: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Supervised fine-tuning loss: mean negative log-likelihood per completion token; with
+    ``weights`` (one per sequence) each sequence's tokens count that many times, still divided
+    by the token count, so weights that average 1 keep the loss's scale."""
+    if weights is None:
+        return -masked_mean(logprobs, mask)
+    return -(weights[:, None] * logprobs * mask).sum() / mask.sum().clamp(min=1)
 
 
 def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "k1") -> torch.Tensor:
@@ -215,7 +219,7 @@ class Agent:
         return self.config.seed * 1_000_003 + self.iteration_count
 
     def sample(self, envs, budget: Budget | None, prompts: int | None = None, n: int | None = None, prefix: str = "",
-               generator=None, **sampling) -> RolloutBatch:
+               suffix: str = "", generator=None, **sampling) -> RolloutBatch:
         """One rollout of ``prompts`` x ``n`` from the current policy (or from ``generator``, e.g. a
         frozen behaviour policy for off-policy agents), problems drawn from the train split by a
         generator seeded with ``(seed, iteration)``; charged to ``budget``."""
@@ -236,7 +240,7 @@ class Agent:
         options = dict(temperature=self.config.temperature, top_p=self.config.top_p, max_tokens=self.config.max_new_tokens)
         options.update(sampling)
         return rollout(vec, generator or self.generator, n=n, indices=indices, seed=self.iteration_seed(), budget=budget,
-                       prefix=prefix, **options)
+                       prefix=prefix, suffix=suffix, **options)
 
     def logprobs(self, model, prompt_ids, completion_ids, return_hidden: bool = False):
         """``completion_logprobs`` in micro-batches, concatenated (padded to a common length)."""
@@ -285,17 +289,20 @@ class Agent:
         self.scheduler.step()
         return float(norms[0])
 
-    def fit(self, examples: Sequence[tuple[list[int], list[int]]], epochs: int, batch_size: int) -> float:
+    def fit(self, examples: Sequence[tuple[list[int], list[int]]], epochs: int, batch_size: int,
+            weights: Sequence[float] | None = None) -> float:
         """Supervised steps on ``(prompt_ids, completion_ids)`` pairs (ExIt, RC-RL, SFT): shuffled
-        by a ``(seed, iteration)`` generator; returns the mean loss."""
+        by a ``(seed, iteration)`` generator, optionally weighted per example; returns the mean loss."""
         rng = np.random.default_rng([self.config.seed, self.iteration_count, 13])
         losses = []
         for _ in range(epochs):
             order = rng.permutation(len(examples))
             for start in range(0, len(order), batch_size):
-                chunk = [examples[i] for i in order[start : start + batch_size]]
+                chosen = order[start : start + batch_size]
+                chunk = [examples[i] for i in chosen]
                 logprobs, mask = self.logprobs(self.policy, [p for p, _ in chunk], [c for _, c in chunk])
-                loss = nll_loss(logprobs, mask)
+                chunk_weights = None if weights is None else torch.tensor([weights[i] for i in chosen], dtype=logprobs.dtype, device=logprobs.device)
+                loss = nll_loss(logprobs, mask, chunk_weights)
                 self.optimizer_step(loss)
                 losses.append(loss.item())
         self.sync_generator()
@@ -314,12 +321,16 @@ class Agent:
         """Text put before every prompt when acting (return-conditioned agents override it)."""
         return ""
 
+    def prompt_suffix(self) -> str:
+        """Text put after every prompt, right before the completion, when acting."""
+        return ""
+
     # acting and evaluating ---------------------------------------------------------------------
 
     def act(self, observations: Sequence[str], greedy: bool = True) -> list[str]:
-        prefix = self.prompt_prefix()
+        prefix, suffix = self.prompt_prefix(), self.prompt_suffix()
         generations = self.generator.generate(
-            [prefix + o for o in observations],
+            [prefix + o + suffix for o in observations],
             temperature=0.0 if greedy else self.config.temperature,
             max_tokens=self.config.max_new_tokens,
             seed=self.iteration_seed(),
@@ -345,9 +356,9 @@ class Agent:
         problems = problems or self.config.eval_problems
         env = gym.make(env_id, split="test", **(env_kwargs or {})).unwrapped
         selected = [env.task.problem("test", i) for i in range(min(problems, env.num_problems))]
-        prefix = self.prompt_prefix()
+        prefix, suffix = self.prompt_prefix(), self.prompt_suffix()
         generations = self.generator.generate(
-            [prefix + env.prompt_for(p) for p in selected], n=k, temperature=self.config.temperature,
+            [prefix + env.prompt_for(p) + suffix for p in selected], n=k, temperature=self.config.temperature,
             top_p=self.config.top_p, max_tokens=self.config.max_new_tokens, seed=self.iteration_seed(),
         )
         completions = [c for g in generations for c in g.completions]

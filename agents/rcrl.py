@@ -2,28 +2,43 @@
 in Havrilla et al. 2024 (../shared/PAPERS.md, paper 1): label every sample with a return token,
 fine-tune on all labelled samples, and act conditioned on the best return.
 
-Sparse rewards: the label is ``good_prefix`` when the reward reaches ``reward_threshold``, else
-``bad_prefix``. Dense (continuous) rewards: ``return_bins > 0`` discretizes the reward into that
+Sparse rewards: the label is ``good_label`` when the reward reaches ``reward_threshold``, else
+``bad_label``. Dense (continuous) rewards: ``return_bins > 0`` discretizes the reward into that
 many equal-width bins over ``[return_low, return_high]``, labelled ``"[r0] "`` ... and the agent
-acts conditioned on the top bin. The label is text put before the prompt, so any tokenizer
-works without new embeddings.
+acts conditioned on the top bin. A label is text, so any tokenizer works without new embeddings.
 
-Each round fine-tunes on its own labelled samples plus as many replayed from earlier rounds
-(the paper fine-tunes on all of them; replay keeps every label in play at constant cost).
-The first ``unconditioned_rounds`` rounds sample the plain prompt (the initial policy has never
-seen a label); later rounds sample conditioned on the best label, as the policy acts.
+Where the label goes matters for small models (measured on lmgym's 0.9M tiny model, which was
+pretrained with random tags in the same place; numbers in README.md and issue 4's note):
+
+- ``label_position="completion"`` (default): between the prompt and the completion, where the
+  first answer token is predicted, so the model reads the label directly. From the base
+  policy's 56.0% to 64.2% ± 1.0% greedy accuracy in 20,000 samples (3 seeds); in a probe,
+  acting on the bare prompt instead of "good" scored 9 points lower: the label does the work.
+- ``label_position="prompt"``: before the prompt, as decision transformers put the return. The
+  label has to travel through attention from the far end; in the same probe the 0.9M model
+  never learned to use it (acting on "good" scored within a few points of the bare prompt).
+
+Each round fine-tunes for ``sft_epochs`` over every labelled sample so far (the paper's choice;
+identical label/prompt/completion triples once, as ExIt de-duplicates; the most recent
+``max_dataset`` kept). ``balance_labels`` weighs each label's samples equally in the loss: with
+~30% good samples, plain fine-tuning is dominated by the bad label, and a small model cannot
+keep that from leaking into its good-conditioned behaviour (probe, seed 0: 52% -> 40% greedy
+accuracy unbalanced; 52% -> 63% balanced).
 
 Logged: train/reward, train/reward_std_zero_share, train/good_share, train/dataset, losses/sft.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
 from agents.core import Agent, AgentConfig
 from lmgym.rollout import Budget
+
+LABEL_POSITIONS = ("completion", "prompt")
 
 
 @dataclass
@@ -32,25 +47,33 @@ class RCRLConfig(AgentConfig):
     warmup_steps: int = 10
     prompts_per_iteration: int = 128
     samples_per_prompt: int = 4
-    good_prefix: str = "G "
-    bad_prefix: str = "B "
+    good_label: str = "G "
+    bad_label: str = "B "
+    label_position: str = "completion"  # "completion": right before the completion; "prompt": before the prompt
     reward_threshold: float = 1.0
     return_bins: int = 0  # > 0: discretized-return labels for dense rewards
     return_low: float = 0.0
     return_high: float = 1.5
-    sft_epochs: int = 2
+    balance_labels: bool = True  # every label weighs the same in the loss, however many samples it has
+    sft_epochs: int = 1
     sft_batch_size: int = 128
     max_dataset: int = 20_000  # keep the most recent labelled samples
-    unconditioned_rounds: int = 16  # first rounds sample the plain prompt: the initial policy has
-    # never seen a label, and conditioning on one it cannot read yet yields no good samples
+    unconditioned_rounds: int = 0  # first rounds sample without a label (for a policy that cannot read one yet)
 
 
 def return_label(reward: float, cfg: RCRLConfig) -> str:
     """The conditioning text for a sample's return."""
     if cfg.return_bins <= 0:
-        return cfg.good_prefix if reward >= cfg.reward_threshold else cfg.bad_prefix
+        return cfg.good_label if reward >= cfg.reward_threshold else cfg.bad_label
     fraction = (reward - cfg.return_low) / (cfg.return_high - cfg.return_low)
     return f"[r{int(np.clip(fraction * cfg.return_bins, 0, cfg.return_bins - 1))}] "
+
+
+def label_weights(labels: list[str]) -> list[float]:
+    """Per-sample loss weights under which every label's samples weigh the same in total; they
+    average 1, so the loss keeps its scale. ``["G", "B", "B", "B"]`` -> ``[2, 2/3, 2/3, 2/3]``."""
+    counts = Counter(labels)
+    return [len(labels) / (len(counts) * counts[label]) for label in labels]
 
 
 class RCRL(Agent):
@@ -58,31 +81,50 @@ class RCRL(Agent):
     Config = RCRLConfig
 
     def build(self) -> None:
-        self.dataset: list[tuple[list[int], list[int]]] = []  # (label ids + prompt ids, completion ids)
+        if self.config.label_position not in LABEL_POSITIONS:
+            raise ValueError(f"label_position must be one of {LABEL_POSITIONS}, got {self.config.label_position!r}")
+        self.dataset: list[tuple[list[int], list[int], str]] = []  # (prompt ids with label, completion ids, label)
+        self.seen: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
+
+    def best_label(self) -> str:
+        cfg = self.config
+        return cfg.good_label if cfg.return_bins <= 0 else f"[r{cfg.return_bins - 1}] "
 
     def prompt_prefix(self) -> str:
-        cfg = self.config
-        return cfg.good_prefix if cfg.return_bins <= 0 else f"[r{cfg.return_bins - 1}] "
+        return self.best_label() if self.config.label_position == "prompt" else ""
+
+    def prompt_suffix(self) -> str:
+        return self.best_label() if self.config.label_position == "completion" else ""
+
+    def labelled(self, prompt_ids: list[int], label: str) -> list[int]:
+        """The env prompt's ids with ``label``'s ids where ``label_position`` puts them (the
+        label is tokenized on its own, as a char or whitespace-led BPE label is in the prompt)."""
+        label_ids = self.tokenizer(label, add_special_tokens=False)["input_ids"]
+        return label_ids + prompt_ids if self.config.label_position == "prompt" else prompt_ids + label_ids
 
     def iteration(self, envs, budget: Budget) -> dict:
         cfg = self.config
-        prefix = self.prompt_prefix() if self.iteration_count >= cfg.unconditioned_rounds else ""
-        batch = self.sample(envs, budget, prefix=prefix)
-        prefix_length = len(self.tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
+        conditioned = self.iteration_count >= cfg.unconditioned_rounds
+        batch = self.sample(envs, budget, prefix=self.prompt_prefix() if conditioned else "",
+                            suffix=self.prompt_suffix() if conditioned else "")
+        sampled_label = len(self.tokenizer(self.best_label(), add_special_tokens=False)["input_ids"]) if conditioned else 0
         good = 0
         for s in batch.samples:
+            ids = s.prompt_token_ids  # the env prompt's own ids, as sampled, without the label acted on
+            ids = ids[sampled_label:] if cfg.label_position == "prompt" else ids[: len(ids) - sampled_label]
             label = return_label(s.reward, cfg)
-            good += label == self.prompt_prefix()
-            label_ids = self.tokenizer(label, add_special_tokens=False)["input_ids"]
-            prompt_ids = s.prompt_token_ids[prefix_length:]  # the env prompt's own ids, kept as sampled
-            self.dataset.append((label_ids + prompt_ids, s.token_ids))
-        self.dataset = self.dataset[-cfg.max_dataset :]
-        # fine-tune on this round's labelled samples plus as many replayed from earlier rounds:
-        # all labelled data stays in play at a cost that does not grow with the round number
-        new, old = self.dataset[-len(batch.samples) :], self.dataset[: -len(batch.samples)]
-        rng = np.random.default_rng([cfg.seed, self.iteration_count, 17])
-        replay = [old[i] for i in rng.choice(len(old), size=min(len(old), len(new)), replace=False)] if old else []
-        loss = self.fit(new + replay, cfg.sft_epochs, cfg.sft_batch_size)
+            good += label == self.best_label()
+            example = (self.labelled(list(ids), label), list(s.token_ids))
+            key = (tuple(example[0]), tuple(example[1]))
+            if key not in self.seen:
+                self.seen.add(key)
+                self.dataset.append((*example, label))
+        if len(self.dataset) > cfg.max_dataset:
+            for prompt_ids, completion_ids, _ in self.dataset[: -cfg.max_dataset]:
+                self.seen.discard((tuple(prompt_ids), tuple(completion_ids)))
+            self.dataset = self.dataset[-cfg.max_dataset :]
+        weights = label_weights([label for _, _, label in self.dataset]) if cfg.balance_labels else None
+        loss = self.fit([(p, c) for p, c, _ in self.dataset], cfg.sft_epochs, cfg.sft_batch_size, weights)
         return {**self.batch_metrics(batch), "train/good_share": good / len(batch.samples),
                 "train/dataset": len(self.dataset), "losses/sft": loss}
 
@@ -90,4 +132,5 @@ class RCRL(Agent):
         return {"dataset": self.dataset}
 
     def load_extra_state(self, state: dict) -> None:
-        self.dataset = [(list(p), list(c)) for p, c in state["dataset"]]
+        self.dataset = [(list(p), list(c), label) for p, c, label in state["dataset"]]
+        self.seen = {(tuple(p), tuple(c)) for p, c, _ in self.dataset}

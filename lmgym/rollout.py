@@ -126,6 +126,7 @@ def rollout(
     seed: int | None = None,
     budget: Budget | None = None,
     prefix: str = "",
+    suffix: str = "",
     **sampling: Any,
 ) -> RolloutBatch:
     """Sample ``n`` completions for each of ``envs.num_envs // n`` prompts and score them.
@@ -140,6 +141,7 @@ def rollout(
         budget: charged with the samples and tokens generated.
         prefix: text the generator sees before every prompt (e.g. a return-conditioning
             token); ``Sample.prompt_token_ids`` are the ids actually conditioned on.
+        suffix: text the generator sees after every prompt, right before the completion.
         **sampling: ``temperature``, ``top_p``, ``max_tokens``, ``stop`` for the generator.
     """
     vec = envs.unwrapped
@@ -165,7 +167,7 @@ def rollout(
             follower.reset(options={"index": leader.problem.index})
 
     prompts = [vec.envs[g * n].prompt for g in range(num_prompts)]
-    generations = generator.generate([prefix + p for p in prompts], n=n, seed=seed, **sampling)
+    generations = generator.generate([prefix + p + suffix for p in prompts], n=n, seed=seed, **sampling)
     completions = [c for generation in generations for c in generation.completions]
     _, rewards, _, _, infos = vec.step([c.text for c in completions])
     final_infos = _unbatch(infos.get("final_info", {}), vec.num_envs)

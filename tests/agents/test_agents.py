@@ -41,6 +41,25 @@ def test_agent_learns_end_to_end_and_updates_every_parameter(name, warm_model_di
     assert len(agent.act(["12+34=", "5-7="])) == 2
 
 
+@pytest.mark.parametrize("position", ["completion", "prompt"])
+def test_rcrl_labels_every_sample_where_it_acts(position, tiny_model_dir):
+    """The label the agent acts on sits where training put it; each sample is stored once, with
+    its own return's label in place of the one it was sampled with."""
+    agent_class = load_agent("rcrl")
+    agent = agent_class(small_config(agent_class, tiny_model_dir, label_position=position, reward_threshold=0.5))
+    agent.learn(ENV, Budget(max_samples=16), progress=False)
+    tok = lambda text: agent.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(agent.dataset) == len({(tuple(p), tuple(c)) for p, c, _ in agent.dataset}) <= 16
+    for prompt_ids, _, label in agent.dataset:
+        assert label in ("G ", "B ")
+        text = agent.tokenizer.decode(prompt_ids)
+        assert text.endswith("=" + label) if position == "completion" else text.startswith(label) and text.endswith("=")
+    acted = agent.prompt_prefix() + "12+34=" + agent.prompt_suffix()
+    assert acted == ("12+34=G " if position == "completion" else "G 12+34=")
+    with pytest.raises(ValueError, match="label_position"):
+        agent_class(small_config(agent_class, tiny_model_dir, label_position="middle"))
+
+
 @pytest.mark.parametrize("name", ["sft", "ppo", "exit"])
 def test_the_last_iteration_spends_exactly_the_budget(name, warm_model_dir):
     from tests.conftest import EASY_ARITHMETIC

@@ -9,7 +9,7 @@ import torch
 
 from agents.core import completion_logprobs, kl_penalty, masked_mean, masked_whiten, nll_loss
 from agents.ppo import gae, ppo_losses, token_rewards
-from agents.rcrl import RCRLConfig, return_label
+from agents.rcrl import RCRLConfig, label_weights, return_label
 
 
 def test_gae_by_hand():
@@ -107,6 +107,22 @@ def test_completion_logprobs_mask_the_prompt_and_match_full_sequence_scores(tiny
 
 def test_return_labels():
     cfg = RCRLConfig()
-    assert return_label(1.0, cfg) == cfg.good_prefix and return_label(0.0, cfg) == cfg.bad_prefix
+    assert return_label(1.0, cfg) == cfg.good_label and return_label(0.0, cfg) == cfg.bad_label
     dense = RCRLConfig(return_bins=3, return_low=0.0, return_high=1.5)
     assert [return_label(r, dense) for r in (0.0, 0.6, 1.0, 1.5, 9.0)] == ["[r0] ", "[r1] ", "[r2] ", "[r2] ", "[r2] "]
+
+
+def test_label_weights_balance_labels_and_average_one():
+    weights = label_weights(["G ", "B ", "B ", "B "])
+    assert weights == pytest.approx([2.0, 2 / 3, 2 / 3, 2 / 3])
+    assert sum(weights[:1]) == pytest.approx(sum(weights[1:])) and sum(weights) == pytest.approx(4)
+    assert label_weights(["B ", "B "]) == [1.0, 1.0]  # one label present: plain fine-tuning
+
+
+def test_weighted_nll_by_hand():
+    logprobs = torch.tensor([[-1.0, -2.0], [-3.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    assert nll_loss(logprobs, mask).item() == pytest.approx(2.0)  # (1 + 2 + 3) / 3 tokens
+    assert nll_loss(logprobs, mask, torch.ones(2)).item() == pytest.approx(2.0)
+    assert nll_loss(logprobs, mask, torch.tensor([2.0, 0.0])).item() == pytest.approx(2.0)  # 2 * (1 + 2) / 3
+    assert nll_loss(logprobs, mask, torch.tensor([0.5, 2.0])).item() == pytest.approx((0.5 * 3 + 2 * 3) / 3)

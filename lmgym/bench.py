@@ -10,7 +10,8 @@ interrupted cell resumes from its checkpoint. A summary table (mean ± 95% CI ov
 plot of the curves close the run.
 
 The embedded default (no arguments): lmgym's pretrained tiny model on ``lmgym/Arithmetic-v0``,
-every registered agent, seed 0, 20,000 samples each: about 5 minutes on 2 CPU cores.
+every registered agent, seed 0, 20,000 samples each: about 10 minutes on 2 CPU cores (plus 2-3
+to pretrain the model the first time).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -141,6 +143,57 @@ def _cell_dir(config: BenchConfig, env_id: str, agent_name: str, seed: int) -> P
     return Path(config.out) / _slug(env_id) / agent_name.replace(":", "_") / f"seed{seed}"
 
 
+def _agent_config(config: BenchConfig, agent_name: str, seed: int):
+    """The agent's config for one cell: the bench's model, seed and evaluation, then overrides."""
+    from agents import load_agent
+
+    agent_class = load_agent(agent_name)
+    overrides = dict(config.agent_overrides.get(agent_name, {}))
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(agent_class.Config)}
+    if unknown:
+        raise ValueError(f"unknown {agent_name} config key(s) {sorted(unknown)}")
+    return agent_class.Config(
+        **{"model": config.model, "seed": seed, "eval_problems": config.eval_problems,
+           "eval_every": max(config.samples // 4, 1), **overrides}
+    )
+
+
+def _finished(config: BenchConfig, env_id: str, agent_name: str, seed: int) -> dict | None:
+    """The cell's result when it has finished with this very setup. A result of another model,
+    config or budget is moved aside (kept, never deleted), so the cell runs afresh."""
+    cell_dir = _cell_dir(config, env_id, agent_name, seed)
+    if not (cell_dir / "result.json").is_file():
+        return None
+    finished = json.loads((cell_dir / "result.json").read_text())
+    reason = _stale_reason(finished, config, _agent_config(config, agent_name, seed))
+    if reason is None:
+        return finished
+    stamp, n = time.strftime("%Y%m%d-%H%M%S"), 0
+    while (aside := cell_dir.with_name(f"{cell_dir.name}.stale-{stamp}" + (f"-{n}" if n else ""))).exists():
+        n += 1
+    os.replace(cell_dir, aside)
+    print(f"{env_id} {agent_name} seed {seed}: the finished cell was run with {reason}; moved to {aside}", file=sys.stderr)
+    return None
+
+
+def _stale_reason(result: dict, config: BenchConfig, agent_config) -> str | None:
+    """Why a finished cell's result is not this cell's (other weights, agent config, budget or
+    env kwargs), or None when it is. "default" names whatever lmgym pretrains today."""
+    from agents.core import Agent
+
+    as_json = lambda value: json.loads(json.dumps(value, default=str))
+    if result["model"]["weights_sha256"] != weights_hash(Agent._resolve_model(config.model)):
+        return "other model weights"
+    without_model = lambda c: {k: v for k, v in c.items() if k != "model"}  # a path; the weights decide
+    if without_model(result["agent"]["config"]) != without_model(as_json(dataclasses.asdict(agent_config))):
+        return "another agent config"
+    if (result["budget"]["max_samples"], result["budget"]["max_tokens"]) != (config.samples, config.tokens):
+        return "another budget"
+    if result["env"]["kwargs"] != as_json(config.env_kwargs):
+        return "other env kwargs"
+    return None
+
+
 def run_cell(config: BenchConfig, env_id: str, agent_name: str, seed: int, progress: bool = True) -> dict:
     """Train and evaluate one (env, agent, seed) cell; returns its result record (and writes it)."""
     from agents import load_agent
@@ -150,18 +203,11 @@ def run_cell(config: BenchConfig, env_id: str, agent_name: str, seed: int, progr
 
     cell_dir = _cell_dir(config, env_id, agent_name, seed)
     result_file = cell_dir / "result.json"
-    if result_file.is_file():
-        return json.loads(result_file.read_text())
+    finished = _finished(config, env_id, agent_name, seed)
+    if finished is not None:
+        return finished
     agent_class = load_agent(agent_name)
-    overrides = dict(config.agent_overrides.get(agent_name, {}))
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(agent_class.Config)}
-    if unknown:
-        raise ValueError(f"unknown {agent_name} config key(s) {sorted(unknown)}")
-    agent_config = agent_class.Config(
-        **{"model": config.model, "seed": seed, "eval_problems": config.eval_problems,
-           "eval_every": max(config.samples // 4, 1), **overrides}
-    )
-    agent = agent_class(agent_config)
+    agent = agent_class(_agent_config(config, agent_name, seed))
     budget = Budget(max_samples=config.samples, max_tokens=config.tokens)
     learned = agent.learn(env_id, budget, run_dir=cell_dir, env_kwargs=config.env_kwargs, progress=progress)
     final = dict(learned.final)
@@ -215,9 +261,9 @@ def _run_on_ray(config: BenchConfig, cells: list[tuple[str, str, int]], progress
     results: dict[tuple, dict] = {}
     pending = {}
     for cell in cells:
-        result_file = _cell_dir(config, *cell) / "result.json"
-        if result_file.is_file():
-            results[cell] = json.loads(result_file.read_text())
+        finished = _finished(config, *cell)
+        if finished is not None:
+            results[cell] = finished
         else:
             pending[remote_cell.remote(config, cell)] = cell
     bar = tqdm(total=len(cells), initial=len(results), desc="bench cells (ray)", disable=not progress)

@@ -170,9 +170,12 @@ def verify(entry: str | os.PathLike, tolerance: float = 0.02, workdir: str | os.
         )
         rerun = run_cell(dataclasses.replace(config), result["env"]["id"], result["agent"]["name"], result["seed"], progress=False)
     claimed, reproduced = result["metrics"]["test/mean_reward"], rerun["metrics"]["test/mean_reward"]
+    # "default" names whatever lmgym's pretraining builds today: a re-run on other weights
+    # reproduces nothing, whatever its score
+    same_model = rerun["model"]["weights_sha256"] == result["model"]["weights_sha256"]
     record = {"at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "claimed": claimed, "reproduced": reproduced, "tolerance": tolerance,
-              "ok": abs(claimed - reproduced) <= tolerance}
+              "same_weights": same_model, "ok": same_model and abs(claimed - reproduced) <= tolerance}
     if record["ok"]:
         write_json_atomic(entry, {**result, "verified": record})
     return record

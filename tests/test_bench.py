@@ -38,6 +38,29 @@ def test_bench_writes_valid_results_and_skips_finished_cells(config, tmp_path):
     assert "± " in (out / "summary.md").read_text()  # two seeds: a confidence interval
 
 
+def test_a_finished_cell_of_another_setup_is_moved_aside_and_run_again(config, tmp_path, warm_model_dir, capsys):
+    import dataclasses
+    import shutil
+
+    one = dataclasses.replace(config, agents=["base"], seeds=[0], agent_overrides={})
+    run_bench(one, progress=False)
+    cell = tmp_path / "bench" / "lmgym__Arithmetic-v0" / "base" / "seed0"
+    # the same model name, other weights (as when lmgym's default pretraining changes)
+    other = tmp_path / "other-model"
+    shutil.copytree(warm_model_dir, other)
+    weights = next(other.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    moved = dataclasses.replace(one, model=str(other))
+    run_bench(moved, progress=False)
+    assert "other model weights" in capsys.readouterr().err
+    asides = list(cell.parent.glob("seed0.stale-*"))
+    assert len(asides) == 1 and (asides[0] / "result.json").is_file()  # kept, not deleted
+    fresh = json.loads((cell / "result.json").read_text())
+    assert fresh["agent"]["config"]["model"] == str(other)
+    run_bench(dataclasses.replace(moved, eval_problems=5), progress=False)  # another agent config
+    assert "another agent config" in capsys.readouterr().err and len(list(cell.parent.glob("seed0.stale-*"))) == 2
+
+
 def test_schema_rejects_broken_records(config):
     result = run_bench(BenchConfig(**{**config.__dict__, "agents": ["base"], "seeds": [0], "agent_overrides": {}}), progress=False)[0]
     for broken in ({**result, "schema_version": 2}, {**result, "metrics": {}}, {**result, "seed": "zero"},

@@ -40,6 +40,19 @@ def test_submit_render_and_verify(results, tmp_path):
     assert "1/2" in leaderboard.render(root).read_text()  # one of exit's two seeds is verified
 
 
+def test_verify_refuses_an_entry_trained_on_other_weights(results, tmp_path):
+    """"default" is whatever lmgym pretrains today: an entry from other weights is not reproduced
+    by a re-run that happens to score the same."""
+    good = json.loads(results[0].read_text())
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**good, "model": {**good["model"], "weights_sha256": "0" * 64}}))
+    entry = leaderboard.submit(other, "cpu-20k", tmp_path / "board")
+    record = leaderboard.verify(entry, workdir=tmp_path)
+    assert record["reproduced"] == pytest.approx(record["claimed"], abs=1e-9)  # same score...
+    assert record["same_weights"] is False and record["ok"] is False  # ...but not the same model
+    assert "verified" not in json.loads(entry.read_text())
+
+
 def test_bad_submissions_change_nothing(results, tmp_path):
     root = tmp_path / "board"
     leaderboard.submit(results[0], "cpu-20k", root)

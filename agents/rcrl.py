@@ -132,5 +132,8 @@ class RCRL(Agent):
         return {"dataset": self.dataset}
 
     def load_extra_state(self, state: dict) -> None:
+        if state["dataset"] and len(state["dataset"][0]) != 3:
+            raise ValueError("this RC-RL checkpoint predates stored labels (lmgym <= the tag-free default model); "
+                             "delete it to start the run again")
         self.dataset = [(list(p), list(c), label) for p, c, label in state["dataset"]]
         self.seen = {(tuple(p), tuple(c)) for p, c, _ in self.dataset}

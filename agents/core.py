@@ -84,9 +84,7 @@ def nll_loss(logprobs: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor |
     """Supervised fine-tuning loss: mean negative log-likelihood per completion token; with
     ``weights`` (one per sequence) each sequence's tokens count that many times, still divided
     by the token count, so weights that average 1 keep the loss's scale."""
-    if weights is None:
-        return -masked_mean(logprobs, mask)
-    return -(weights[:, None] * logprobs * mask).sum() / mask.sum().clamp(min=1)
+    return -masked_mean(logprobs if weights is None else weights[:, None] * logprobs, mask)
 
 
 def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "k1") -> torch.Tensor:
@@ -325,12 +323,16 @@ class Agent:
         """Text put after every prompt, right before the completion, when acting."""
         return ""
 
+    def conditioned(self, prompts: Sequence[str]) -> list[str]:
+        """``prompts`` as the agent acts on them: between its prefix and its suffix."""
+        prefix, suffix = self.prompt_prefix(), self.prompt_suffix()
+        return [prefix + p + suffix for p in prompts]
+
     # acting and evaluating ---------------------------------------------------------------------
 
     def act(self, observations: Sequence[str], greedy: bool = True) -> list[str]:
-        prefix, suffix = self.prompt_prefix(), self.prompt_suffix()
         generations = self.generator.generate(
-            [prefix + o + suffix for o in observations],
+            self.conditioned(observations),
             temperature=0.0 if greedy else self.config.temperature,
             max_tokens=self.config.max_new_tokens,
             seed=self.iteration_seed(),
@@ -356,9 +358,8 @@ class Agent:
         problems = problems or self.config.eval_problems
         env = gym.make(env_id, split="test", **(env_kwargs or {})).unwrapped
         selected = [env.task.problem("test", i) for i in range(min(problems, env.num_problems))]
-        prefix, suffix = self.prompt_prefix(), self.prompt_suffix()
         generations = self.generator.generate(
-            [prefix + env.prompt_for(p) + suffix for p in selected], n=k, temperature=self.config.temperature,
+            self.conditioned([env.prompt_for(p) for p in selected]), n=k, temperature=self.config.temperature,
             top_p=self.config.top_p, max_tokens=self.config.max_new_tokens, seed=self.iteration_seed(),
         )
         completions = [c for g in generations for c in g.completions]

@@ -85,6 +85,7 @@ class RCRL(Agent):
             raise ValueError(f"label_position must be one of {LABEL_POSITIONS}, got {self.config.label_position!r}")
         self.dataset: list[tuple[list[int], list[int], str]] = []  # (prompt ids with label, completion ids, label)
         self.seen: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
+        self._label_ids: dict[str, list[int]] = {}
 
     def best_label(self) -> str:
         cfg = self.config
@@ -96,22 +97,28 @@ class RCRL(Agent):
     def prompt_suffix(self) -> str:
         return self.best_label() if self.config.label_position == "completion" else ""
 
+    def label_ids(self, label: str) -> list[int]:
+        """A label's token ids, tokenized on its own (as a char or whitespace-led BPE label is in
+        the prompt); there are only a few labels, so each is tokenized once."""
+        if label not in self._label_ids:
+            self._label_ids[label] = self.tokenizer(label, add_special_tokens=False)["input_ids"]
+        return self._label_ids[label]
+
     def labelled(self, prompt_ids: list[int], label: str) -> list[int]:
-        """The env prompt's ids with ``label``'s ids where ``label_position`` puts them (the
-        label is tokenized on its own, as a char or whitespace-led BPE label is in the prompt)."""
-        label_ids = self.tokenizer(label, add_special_tokens=False)["input_ids"]
-        return label_ids + prompt_ids if self.config.label_position == "prompt" else prompt_ids + label_ids
+        """The env prompt's ids with ``label``'s ids where ``label_position`` puts them."""
+        ids = self.label_ids(label)
+        return ids + prompt_ids if self.config.label_position == "prompt" else prompt_ids + ids
 
     def iteration(self, envs, budget: Budget) -> dict:
         cfg = self.config
         conditioned = self.iteration_count >= cfg.unconditioned_rounds
         batch = self.sample(envs, budget, prefix=self.prompt_prefix() if conditioned else "",
                             suffix=self.prompt_suffix() if conditioned else "")
-        sampled_label = len(self.tokenizer(self.best_label(), add_special_tokens=False)["input_ids"]) if conditioned else 0
+        acted_on = len(self.label_ids(self.best_label())) if conditioned else 0
         good = 0
         for s in batch.samples:
             ids = s.prompt_token_ids  # the env prompt's own ids, as sampled, without the label acted on
-            ids = ids[sampled_label:] if cfg.label_position == "prompt" else ids[: len(ids) - sampled_label]
+            ids = ids[acted_on:] if cfg.label_position == "prompt" else ids[: len(ids) - acted_on]
             label = return_label(s.reward, cfg)
             good += label == self.best_label()
             example = (self.labelled(list(ids), label), list(s.token_ids))

@@ -60,6 +60,15 @@ def test_rcrl_labels_every_sample_where_it_acts(position, tiny_model_dir):
         agent_class(small_config(agent_class, tiny_model_dir, label_position="middle"))
 
 
+def test_an_rcrl_checkpoint_without_labels_is_refused_clearly(tiny_model_dir):
+    agent_class = load_agent("rcrl")
+    agent = agent_class(small_config(agent_class, tiny_model_dir))
+    with pytest.raises(ValueError, match="predates stored labels"):
+        agent.load_extra_state({"dataset": [([1, 2], [3])]})
+    agent.load_extra_state({"dataset": [([1, 2], [3], "G ")]})
+    assert agent.dataset == [([1, 2], [3], "G ")] and agent.seen == {((1, 2), (3,))}
+
+
 @pytest.mark.parametrize("name", ["sft", "ppo", "exit"])
 def test_the_last_iteration_spends_exactly_the_budget(name, warm_model_dir):
     from tests.conftest import EASY_ARITHMETIC

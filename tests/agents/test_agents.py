@@ -48,7 +48,6 @@ def test_rcrl_labels_every_sample_where_it_acts(position, tiny_model_dir):
     agent_class = load_agent("rcrl")
     agent = agent_class(small_config(agent_class, tiny_model_dir, label_position=position, reward_threshold=0.5))
     agent.learn(ENV, Budget(max_samples=16), progress=False)
-    tok = lambda text: agent.tokenizer(text, add_special_tokens=False)["input_ids"]
     assert len(agent.dataset) == len({(tuple(p), tuple(c)) for p, c, _ in agent.dataset}) <= 16
     for prompt_ids, _, label in agent.dataset:
         assert label in ("G ", "B ")

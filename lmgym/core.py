@@ -29,7 +29,6 @@ Bad input, documented:
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import string
 from collections.abc import Callable, Sequence
@@ -39,6 +38,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+
+from lmgym.data import stable_bucket  # noqa: F401  (re-exported: tasks hash problems into splits)
 
 __all__ = ["LMEnv", "Problem", "Task", "UnicodeText", "check_completion", "load_object", "stable_bucket"]
 
@@ -93,12 +94,6 @@ def check_completion(completion: Any, max_chars: int) -> str | None:
     if not is_valid_unicode(completion):
         return "completion is not valid Unicode (lone surrogate code points)"
     return None
-
-
-def stable_bucket(text: str, buckets: int = 10) -> int:
-    """A bucket in ``range(buckets)`` that depends only on ``text`` (not on PYTHONHASHSEED)."""
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") % buckets
 
 
 def load_object(path: str) -> Any:

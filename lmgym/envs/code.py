@@ -6,7 +6,8 @@
   through ``datasets``, or a local ``mbpp.jsonl`` in the original format (``data_dir=``,
   ``data_files=`` or ``$LMGYM_DATA_DIR/mbpp/mbpp.jsonl``). Splits as published: ``test``
   (task ids 11-510), ``train`` (601-974), ``validation`` (511-600), ``prompt`` (1-10).
-- ``lmgym/HumanEval-Feedback-v0``, ``lmgym/MBPP-Feedback-v0``: multi-turn versions in which
+- ``lmgym/HumanEval-Feedback-v0``, ``lmgym/MBPP-Feedback-v0``: the same tasks registered with
+  ``max_turns=3``: multi-turn versions in which
   a failing run's first failing test and its error are the next observation, up to
   ``max_turns`` attempts (see :class:`lmgym.core.LMEnv` for the multi-turn contract).
 
@@ -38,16 +39,15 @@ sandbox's failure kind), ``message``, ``tests`` (per test: passed, kind, message
 from __future__ import annotations
 
 import ast
-import json
 import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from lmgym.core import Problem, Task
+from lmgym.data import load_hub_rows, local_files, read_jsonl
 from lmgym.sandbox import Job, Limits, Sandbox, default_sandbox
 
-DATA_DIR_ENV = "LMGYM_DATA_DIR"
 _FENCE = re.compile(r"^```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:^```|\Z)", re.DOTALL | re.MULTILINE)
 _STOP = re.compile(r"^(?:def |class |if |print\(|assert |#|```)", re.MULTILINE)
 
@@ -243,13 +243,6 @@ class HumanEvalTask(CodeTask):
         return problem.question + problem.solution
 
 
-class HumanEvalFeedbackTask(HumanEvalTask):
-    name = "HumanEval-Feedback"
-
-    def __init__(self, max_turns: int = 3, **kwargs):
-        super().__init__(max_turns=max_turns, **kwargs)
-
-
 # --- MBPP ---------------------------------------------------------------------------------
 
 MBPP_SPLITS = {"test": (11, 510), "train": (601, 974), "validation": (511, 600), "prompt": (1, 10)}
@@ -310,11 +303,6 @@ class MBPPTask(CodeTask):
         return problem.question + "```python\n" + problem.solution.replace("\r\n", "\n") + "\n```"
 
 
-class MBPPFeedbackTask(MBPPTask):
-    name = "MBPP-Feedback"
-
-    def __init__(self, max_turns: int = 3, **kwargs):
-        super().__init__(max_turns=max_turns, **kwargs)
 
 
 def _called_function(test: str) -> str:
@@ -332,26 +320,9 @@ def _called_function(test: str) -> str:
 
 
 def _load_mbpp(data_dir, data_files) -> list[dict]:
-    path = None
-    if data_files is not None:
-        path = Path(data_files)
-    elif data_dir is not None:
-        root = Path(data_dir)
-        path = next((p for p in (root / "mbpp.jsonl", root / "mbpp" / "mbpp.jsonl") if p.is_file()), root / "mbpp.jsonl")
-    elif os.environ.get(DATA_DIR_ENV):
-        path = Path(os.environ[DATA_DIR_ENV]) / "mbpp" / "mbpp.jsonl"
-    if path is not None:
-        if not path.is_file():
-            raise FileNotFoundError(f"MBPP data not found at {path} (expected the original mbpp.jsonl)")
-        with open(path, encoding="utf-8") as handle:
-            return [json.loads(line) for line in handle if line.strip()]
-    try:
-        from datasets import load_dataset
-
-        dataset = load_dataset("google-research-datasets/mbpp", "full")
-    except Exception as error:  # offline, or the hub moved
-        raise RuntimeError(
-            "could not load google-research-datasets/mbpp from the hub; pass data_dir= or data_files= "
-            f"(the original mbpp.jsonl) or set ${DATA_DIR_ENV}: {error}"
-        ) from error
-    return [dict(row) for split in dataset.values() for row in split]
+    """Every MBPP record: the original ``mbpp.jsonl`` locally, else the Hub's ``full`` config."""
+    files = local_files("mbpp", {"all": "mbpp.jsonl"}, data_dir=data_dir,
+                        data_files=None if data_files is None else {"all": data_files})
+    if files is not None:
+        return read_jsonl(files["all"], required={"task_id", "text", "code", "test_list"})
+    return load_hub_rows("mbpp", "google-research-datasets/mbpp", "full")

@@ -23,14 +23,10 @@ import os
 import random
 import re
 from collections.abc import Sequence
-from functools import lru_cache
-from pathlib import Path
 
-from lmgym.core import Problem, Task, stable_bucket
+from lmgym.core import Problem, Task
+from lmgym.data import load_hub_rows, local_files, read_jsonl, stable_bucket
 from lmgym.rewards.math import parse_number, reference_intermediates, split_reference, step_rewards, verify
-
-DATA_DIR_ENV = "LMGYM_DATA_DIR"
-
 
 class MathTask(Task):
     """Shared scoring for final-answer math tasks.
@@ -250,39 +246,15 @@ class GSMSymbolicTask(MathTask):
 _CALCULATOR_ANNOTATION = re.compile(r"<<[^<>]*>>")
 
 
-@lru_cache(maxsize=8)
-def _load_jsonl_columns(path: str) -> tuple[list[str], list[str]]:
-    import datasets
-
-    table = datasets.load_dataset("json", data_files=path, split="train")
-    missing = {"question", "answer"} - set(table.column_names)
-    if missing:
-        raise ValueError(f"{path} lacks the GSM8K columns {sorted(missing)} (has {table.column_names})")
-    return list(table["question"]), list(table["answer"])
-
-
-@lru_cache(maxsize=4)
-def _load_hub_columns(hub_id: str, config: str, split: str) -> tuple[list[str], list[str]]:
-    import datasets
-
-    try:
-        table = datasets.load_dataset(hub_id, config, split=split)
-    except Exception as error:  # offline, unknown id, ...: name the offline way out
-        raise RuntimeError(
-            f"could not load {hub_id!r} ({config}) from the Hugging Face Hub: {error}. Offline, pass "
-            f"data_dir=<folder with train.jsonl and test.jsonl> or set {DATA_DIR_ENV}"
-        ) from error
-    return list(table["question"]), list(table["answer"])
-
-
 class GSM8KTask(MathTask):
     """Grade-school math word problems (Cobbe et al., 2021).
 
     Args:
         data_dir: a folder holding ``train.jsonl``/``test.jsonl`` in the original format, or
-            a folder with a ``gsm8k/`` subfolder holding them. Defaults to ``$LMGYM_DATA_DIR``.
+            a folder with a ``gsm8k/`` subfolder holding them.
         data_files: ``{"train": path, "test": path}``: explicit files (overrides ``data_dir``).
-        hub_id, hub_config: the Hub dataset used when no local data is given.
+        hub_id, hub_config: the Hub dataset used when no local data is found (the lookup
+            order, ``$LMGYM_DATA_DIR/gsm8k/`` included, is :mod:`lmgym.data`'s).
         dense, dense_coef: see :class:`MathTask`; intermediates come from the reference's
             ``<<a*b=c>>`` calculator annotations.
 
@@ -303,7 +275,8 @@ class GSM8KTask(MathTask):
     ):
         super().__init__(dense=dense, dense_coef=dense_coef)
         self.hub_id, self.hub_config = hub_id, hub_config
-        self.files = _local_files(data_dir, data_files, self.splits)
+        self.files = local_files("gsm8k", {split: f"{split}.jsonl" for split in self.splits},
+                                 data_dir=data_dir, data_files=data_files)
         self._columns: dict[str, tuple[list[str], list[str]]] = {}
         self._cache: dict[tuple[str, int], Problem] = {}
 
@@ -311,9 +284,10 @@ class GSM8KTask(MathTask):
         self.check_split(split)
         if split not in self._columns:
             if self.files is not None:
-                self._columns[split] = _load_jsonl_columns(str(self.files[split]))
+                rows = read_jsonl(self.files[split], required={"question", "answer"})
             else:
-                self._columns[split] = _load_hub_columns(self.hub_id, self.hub_config, split)
+                rows = load_hub_rows("gsm8k", self.hub_id, self.hub_config, split)
+            self._columns[split] = [row["question"] for row in rows], [row["answer"] for row in rows]
         return self._columns[split]
 
     def num_problems(self, split: str) -> int:
@@ -334,26 +308,3 @@ class GSM8KTask(MathTask):
     def format_exemplar(self, problem: Problem) -> str:
         solution = _CALCULATOR_ANNOTATION.sub("", problem.solution or "")
         return self.plain_template.format(question=problem.question) + " " + solution
-
-
-def _local_files(data_dir, data_files, splits) -> dict[str, Path] | None:
-    """Resolve local split files, or None to use the Hub. Missing paths raise FileNotFoundError."""
-    if data_files is not None:
-        files = {split: Path(path) for split, path in data_files.items()}
-        if set(files) != set(splits):
-            raise ValueError(f"data_files needs exactly the splits {list(splits)}, got {sorted(files)}")
-    else:
-        source = "data_dir"
-        if data_dir is None and os.environ.get(DATA_DIR_ENV):
-            data_dir, source = os.environ[DATA_DIR_ENV], f"${DATA_DIR_ENV}"
-        if data_dir is None:
-            return None
-        root = Path(data_dir)
-        if not root.is_dir():
-            raise FileNotFoundError(f"{source}={str(root)!r} is not a directory")
-        folder = root / "gsm8k" if (root / "gsm8k").is_dir() else root
-        files = {split: folder / f"{split}.jsonl" for split in splits}
-    for split, path in files.items():
-        if not path.is_file():
-            raise FileNotFoundError(f"GSM8K {split} split not found at {str(path)!r}")
-    return files

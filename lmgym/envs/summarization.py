@@ -6,7 +6,8 @@ known key facts. Rewards: :mod:`lmgym.rewards.summarization`.
   the share of key facts the summary states (subject and value in one sentence), minus the
   share of sentences that state something false about a subject, times the brevity term;
   ``judge="entailment"`` scores with an NLI model instead.
-- ``lmgym/TLDR-Entailment-v0``, ``lmgym/TLDR-RM-v0`` (:class:`TLDRTask`): Reddit TL;DR,
+- ``lmgym/TLDR-Entailment-v0``, ``lmgym/TLDR-RM-v0`` (:class:`TLDRTask`, the latter registered with
+  ``judge="reward_model"``): Reddit TL;DR,
   hub dataset ``trl-lib/tldr`` (OpenAI's filtered TL;DR; ``prompt``/``completion``), or local
   jsonl files ``{split}.jsonl`` with ``prompt`` (or ``post``) and ``completion`` (or ``summary``).
   Scored by the entailment judge, or by a reward model trained with ``lmgym train-rm``
@@ -21,7 +22,6 @@ by every env that names the same one; the vector env scores a whole step in one 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lmgym.core import Problem, Task, stable_bucket
+from lmgym.core import Problem, Task
+from lmgym.data import load_hub_rows, local_files, read_jsonl, stable_bucket
 from lmgym.rewards.summarization import DEFAULT_NLI_MODEL, EntailmentJudge, RewardModel, brevity, rouge, split_sentences
 
-DATA_DIR_ENV = "LMGYM_DATA_DIR"
 
 
 @lru_cache(maxsize=8)
@@ -284,41 +284,18 @@ class _HubSummarizationTask(SummarizationTask):
         self.data_dir, self.data_files = data_dir, data_files
         self._rows: dict[str, list[dict]] = {}
 
-    def _local_file(self, split: str) -> Path | None:
-        if self.data_files is not None:
-            if split not in self.data_files:
-                raise ValueError(f"data_files has no {split!r} split (has {sorted(self.data_files)})")
-            return Path(self.data_files[split])
-        root = Path(self.data_dir) if self.data_dir is not None else (
-            Path(os.environ[DATA_DIR_ENV]) / self.local_folder if os.environ.get(DATA_DIR_ENV) else None)
-        if root is None:
-            return None
-        for candidate in (root / f"{split}.jsonl", root / self.local_folder / f"{split}.jsonl"):
-            if candidate.is_file():
-                return candidate
-        if self.data_dir is not None:
-            raise FileNotFoundError(f"{self.name}: no {split}.jsonl under {root}")
-        return None
-
     def rows(self, split: str) -> list[dict]:
         self.check_split(split)
-        if split not in self._rows:
-            path = self._local_file(split)
-            if path is not None:
-                if not path.is_file():
-                    raise FileNotFoundError(f"{self.name}: data file not found: {path}")
-                with open(path, encoding="utf-8") as handle:
-                    self._rows[split] = [json.loads(line) for line in handle if line.strip()]
+        if split not in self._rows:  # each split on first use: a local copy may hold only some of them
+            data_files = None if self.data_files is None else {split: self.data_files.get(split)}
+            if data_files is not None and data_files[split] is None:
+                raise ValueError(f"data_files has no {split!r} split (has {sorted(self.data_files)})")
+            files = local_files(self.local_folder, {split: f"{split}.jsonl"}, data_dir=self.data_dir, data_files=data_files)
+            if files is not None:
+                self._rows[split] = read_jsonl(files[split])
             else:
                 name, config = self.hub
-                try:
-                    from datasets import load_dataset
-
-                    dataset = load_dataset(name, config, split=self.split_names.get(split, split))
-                except Exception as error:
-                    raise RuntimeError(f"could not load {name} from the hub; pass data_dir= (a folder of "
-                                       f"{{split}}.jsonl files) or data_files={{split: path}}: {error}") from error
-                self._rows[split] = [dict(row) for row in dataset]
+                self._rows[split] = load_hub_rows(self.local_folder, name, config, self.split_names.get(split, split))
         return self._rows[split]
 
     def num_problems(self, split: str) -> int:
@@ -354,15 +331,6 @@ class TLDRTask(_HubSummarizationTask):
         if text.endswith("TL;DR:"):
             text = text[: -len("TL;DR:")].rstrip()
         return text, summary.strip()
-
-
-class TLDRRMTask(TLDRTask):
-    """TL;DR scored by a learned reward model (``reward_model=`` path from ``lmgym train-rm``)."""
-
-    name = "TLDR-RM"
-
-    def __init__(self, reward_model: str | None = None, **kwargs):
-        super().__init__(judge="reward_model", reward_model=reward_model, **kwargs)
 
 
 class CNNDMTask(_HubSummarizationTask):

@@ -18,21 +18,23 @@ from gymnasium.envs.registration import register, registry
 
 __version__ = "0.1.0"
 
-# id -> task class. Every id uses the same env (entry point) and vector env; the task class
-# is the only thing that differs, so adding a task is one class and one line here.
-TASKS: dict[str, str] = {
-    "lmgym/Arithmetic-v0": "lmgym.envs.math:ArithmeticTask",
-    "lmgym/GSMSymbolic-v0": "lmgym.envs.math:GSMSymbolicTask",
-    "lmgym/GSM8K-v0": "lmgym.envs.math:GSM8KTask",
-    "lmgym/HumanEval-v0": "lmgym.envs.code:HumanEvalTask",
-    "lmgym/MBPP-v0": "lmgym.envs.code:MBPPTask",
-    "lmgym/HumanEval-Feedback-v0": "lmgym.envs.code:HumanEvalFeedbackTask",
-    "lmgym/MBPP-Feedback-v0": "lmgym.envs.code:MBPPFeedbackTask",
-    "lmgym/Bandit-v0": "lmgym.envs.bandit:BanditTask",
-    "lmgym/KeyFacts-v0": "lmgym.envs.summarization:KeyFactsTask",
-    "lmgym/TLDR-Entailment-v0": "lmgym.envs.summarization:TLDRTask",
-    "lmgym/TLDR-RM-v0": "lmgym.envs.summarization:TLDRRMTask",
-    "lmgym/CNNDM-Entailment-v0": "lmgym.envs.summarization:CNNDMTask",
+# id -> the keyword arguments of its registration: the task class ("task") and, for a variant,
+# the task's own options. Every id uses the same env (entry point) and vector env, so adding a
+# task is one class and one line here, and a variant of a task is one line (as Gymnasium's
+# ``register(..., kwargs=...)``; keyword arguments given to ``gym.make`` override these).
+TASKS: dict[str, dict] = {
+    "lmgym/Arithmetic-v0": {"task": "lmgym.envs.math:ArithmeticTask"},
+    "lmgym/GSMSymbolic-v0": {"task": "lmgym.envs.math:GSMSymbolicTask"},
+    "lmgym/GSM8K-v0": {"task": "lmgym.envs.math:GSM8KTask"},
+    "lmgym/HumanEval-v0": {"task": "lmgym.envs.code:HumanEvalTask"},
+    "lmgym/MBPP-v0": {"task": "lmgym.envs.code:MBPPTask"},
+    "lmgym/HumanEval-Feedback-v0": {"task": "lmgym.envs.code:HumanEvalTask", "max_turns": 3},
+    "lmgym/MBPP-Feedback-v0": {"task": "lmgym.envs.code:MBPPTask", "max_turns": 3},
+    "lmgym/Bandit-v0": {"task": "lmgym.envs.bandit:BanditTask"},
+    "lmgym/KeyFacts-v0": {"task": "lmgym.envs.summarization:KeyFactsTask"},
+    "lmgym/TLDR-Entailment-v0": {"task": "lmgym.envs.summarization:TLDRTask"},
+    "lmgym/TLDR-RM-v0": {"task": "lmgym.envs.summarization:TLDRTask", "judge": "reward_model"},
+    "lmgym/CNNDM-Entailment-v0": {"task": "lmgym.envs.summarization:CNNDMTask"},
 }
 
 # Ids whose data or judge comes from the hub (or a local copy / a trained reward model that
@@ -42,14 +44,10 @@ NEEDS_DOWNLOAD = frozenset({"lmgym/TLDR-Entailment-v0", "lmgym/TLDR-RM-v0", "lmg
 
 def register_envs() -> None:
     """Register lmgym's ids with Gymnasium (idempotent; also the ``gymnasium.envs`` entry point)."""
-    for env_id, task in TASKS.items():
+    for env_id, kwargs in TASKS.items():
         if env_id not in registry:
-            register(
-                id=env_id,
-                entry_point="lmgym.core:LMEnv",
-                vector_entry_point="lmgym.vector:LMVectorEnv",
-                kwargs={"task": task},
-            )
+            register(id=env_id, entry_point="lmgym.core:LMEnv", vector_entry_point="lmgym.vector:LMVectorEnv",
+                     kwargs=dict(kwargs))
 
 
 def load_env_plugins() -> list[str]:

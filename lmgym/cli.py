@@ -3,6 +3,8 @@
     lmgym envs                 the registered environments, their splits and a sample prompt
     lmgym pretrain             pretrain (or find in the cache) lmgym's default tiny model
     lmgym bench [--config F]   agents x envs x seeds under one budget (see lmgym.bench)
+    lmgym agents [NAME]        the registered agents, or one agent's config fields with their docs
+                               (also: lmgym bench --help-agent NAME)
     lmgym leaderboard submit FILE --track T | render | verify ENTRY
     lmgym train-rm --pairs F --base-model M --out DIR   train a Bradley-Terry reward model (ensemble)
 """
@@ -20,7 +22,7 @@ def cmd_envs(args: argparse.Namespace) -> int:
     import lmgym
 
     rows = []
-    for env_id, task in sorted(lmgym.TASKS.items()):
+    for env_id, kwargs in sorted(lmgym.TASKS.items()):
         try:
             env = gym.make(env_id, split="test")
             prompt, _ = env.reset(options={"index": 0})
@@ -28,7 +30,8 @@ def cmd_envs(args: argparse.Namespace) -> int:
             sample = prompt.replace("\n", " ")[:60]
         except Exception as error:  # e.g. GSM8K offline without a data dir: say why, go on
             size, sample = "-", f"unavailable: {type(error).__name__}: {str(error)[:80]}"
-        rows.append((env_id, task.rsplit(":", 1)[1], size, sample))
+        variant = ", ".join(f"{k}={v!r}" for k, v in kwargs.items() if k != "task")
+        rows.append((env_id, kwargs["task"].rsplit(":", 1)[1] + (f"({variant})" if variant else ""), size, sample))
     print(tabulate(rows, headers=["id", "task", "test problems", "test prompt #0"]))
     return 0
 
@@ -52,8 +55,33 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agents(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from agents import load_agent, registered_agents
+    from agents.core import config_docs
+
+    if args.name is None:
+        rows = []
+        for name, path in sorted(registered_agents().items()):
+            agent_class = load_agent(name)
+            doc = agent_class.__doc__ or sys.modules[agent_class.__module__].__doc__ or ""
+            rows.append((name, path, doc.strip().splitlines()[0] if doc.strip() else ""))
+        print(tabulate(rows, headers=["name", "class", "what"]))
+        return 0
+    agent_class = load_agent(args.name)
+    print(f"{args.name} ({agent_class.__module__}:{agent_class.__name__}), config {agent_class.Config.__name__}:\n")
+    print(tabulate([(name, kind, repr(default), doc) for name, kind, default, doc in config_docs(agent_class.Config)],
+                   headers=["field", "type", "default", "what"]))
+    print(f"\nset fields with agent_overrides = {{{args.name!r}: {{field: value}}}} in a bench config")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from lmgym.bench import config_from_args, run_bench, summary_table
+
+    if args.help_agent:
+        return cmd_agents(argparse.Namespace(name=args.help_agent))
 
     config = config_from_args(args)
     results = run_bench(config, progress=not args.quiet)
@@ -141,7 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--eval-problems", type=int)
     bench.add_argument("--ray", help="fan cells out over Ray: a cluster address, or 'local' for a local instance")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
+    bench.add_argument("--help-agent", metavar="NAME", help="print an agent's config fields with their docs, then exit")
     bench.set_defaults(func=cmd_bench)
+    agents = commands.add_parser("agents", help="list the agents, or one agent's config fields with their docs")
+    agents.add_argument("name", nargs="?", help="an agent name or module:Class")
+    agents.set_defaults(func=cmd_agents)
     board = commands.add_parser("leaderboard", help="submit, render and verify leaderboard entries")
     board.add_argument("--root", default="leaderboard", help="the leaderboard folder (default: leaderboard)")
     actions = board.add_subparsers(dest="action", required=True)

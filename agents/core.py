@@ -33,18 +33,67 @@ import numpy as np
 import torch
 
 import lmgym  # noqa: F401  (registers the env ids)
-from lmgym.generation.generator import make_generator
-from lmgym.generation.hf import completion_logprobs
+from lmgym.generation import make_generator
+from lmgym.data import read_jsonl
 from lmgym.io import atomic_path
 from lmgym.metrics import vanishing_gradient_share
+from lmgym.pretrain import model_path
 from lmgym.rollout import Budget, RolloutBatch, rollout
-from lmgym.vector import LMVectorEnv
+from lmgym.rollout import evaluate as evaluation_rollout
 
-__all__ = ["Agent", "AgentConfig", "BasePolicy", "LearnResult", "completion_logprobs", "kl_penalty", "masked_mean",
-           "masked_whiten", "nll_loss", "read_jsonl"]
+__all__ = ["Agent", "AgentConfig", "BasePolicy", "LearnResult", "clip_fraction", "completion_logprobs", "config_docs",
+           "config_from_dict", "kl_penalty", "masked_mean",
+           "masked_whiten", "nll_loss", "read_jsonl", "score_logprobs"]
 
 
 # --- pure functions -----------------------------------------------------------------------
+
+
+def completion_logprobs(
+    model,
+    prompt_ids: Sequence[Sequence[int]],
+    completion_ids: Sequence[Sequence[int]],
+    pad_token_id: int,
+    return_hidden: bool = False,
+):
+    """Teacher-forced log-probs of each completion token: ``(logprobs, mask[, hidden])``, each
+    ``(batch, max_completion_len)`` (hidden: ``(batch, T, d)``, the state that predicts token t).
+
+    Sequences are right-padded; ``mask`` is 1 on real completion tokens.
+    """
+    rows = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids, strict=True)]
+    width = max(map(len, rows))
+    steps = max(max(len(c) for c in completion_ids), 1)
+    device = next(model.parameters()).device
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long, device=device)
+    attention_mask = torch.zeros_like(input_ids)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor(row, device=device)
+        attention_mask[i, : len(row)] = 1
+    output = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=return_hidden)
+    # position t predicts token t+1: gather each completion's span [len(p) - 1, len(p) - 1 + len(c))
+    starts = torch.tensor([len(p) - 1 for p in prompt_ids], device=device)
+    positions = starts[:, None] + torch.arange(steps, device=device)[None, :]
+    lengths = torch.tensor([len(c) for c in completion_ids], device=device)
+    mask = (torch.arange(steps, device=device)[None, :] < lengths[:, None]).float()
+    positions = positions.clamp(max=width - 1)
+    targets = input_ids.gather(1, (positions + 1).clamp(max=width - 1))
+    logits = output.logits.gather(1, positions[..., None].expand(-1, -1, output.logits.shape[-1])).float()
+    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1) * mask
+    if not return_hidden:
+        return logprobs, mask
+    hidden = output.hidden_states[-1]
+    hidden = hidden.gather(1, positions[..., None].expand(-1, -1, hidden.shape[-1]))
+    return logprobs, mask, hidden
+
+
+def score_logprobs(
+    model, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], pad_token_id: int = 0
+) -> list[torch.Tensor]:
+    """Teacher-forced ``log pi(completion_t | prompt, completion_<t)`` for each pair, one 1-D
+    tensor per pair (:func:`completion_logprobs` without the padding)."""
+    logprobs, _ = completion_logprobs(model, prompt_ids, completion_ids, pad_token_id)
+    return [logprobs[i, : len(c)] for i, c in enumerate(completion_ids)]
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -64,27 +113,17 @@ def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = T
     return whitened * mask
 
 
-def read_jsonl(path: str | os.PathLike, required: set[str]) -> list[dict]:
-    """The rows of a jsonl file (blank lines skipped); a row missing a ``required`` key is a
-    ``ValueError`` naming the file and line."""
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            missing = required - set(row)
-            if missing:
-                raise ValueError(f"{path}:{line_number}: missing {sorted(missing)}")
-            rows.append(row)
-    return rows
-
-
 def nll_loss(logprobs: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Supervised fine-tuning loss: mean negative log-likelihood per completion token; with
     ``weights`` (one per sequence) each sequence's tokens count that many times, still divided
     by the token count, so weights that average 1 keep the loss's scale."""
     return -masked_mean(logprobs if weights is None else weights[:, None] * logprobs, mask)
+
+
+def clip_fraction(ratio: torch.Tensor, mask: torch.Tensor, clip_range: float) -> float:
+    """The share of tokens whose probability ratio left ``[1 - eps, 1 + eps]`` (CleanRL's
+    ``losses/clipfrac``; the same meaning in every agent that clips)."""
+    return float(masked_mean(((ratio - 1).abs() > clip_range).float(), mask))
 
 
 def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "k1") -> torch.Tensor:
@@ -111,21 +150,64 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "
 class AgentConfig:
     """What every agent has. Agents subclass it and add their own fields."""
 
-    model: str = "default"  # "default": lmgym's pretrained tiny Arithmetic model; else HF name/path
+    model: str = "default"  # "default": lmgym's pretrained tiny Arithmetic model; else an HF name or folder
     backend: str = "hf"  # sampler: "hf" samples from the policy object; "vllm" syncs after each update
-    lr: float = 5e-5
-    warmup_steps: int = 0  # linear LR warm-up, then constant
-    max_grad_norm: float = 1.0
-    prompts_per_iteration: int = 32
-    samples_per_prompt: int = 4
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 24
-    micro_batch_size: int = 128  # sequences per forward/backward
+    lr: float = 5e-5  # AdamW learning rate of the policy
+    warmup_steps: int = 0  # linear LR warm-up over this many optimizer steps, then constant
+    max_grad_norm: float = 1.0  # clip each parameter group's gradient norm to this
+    prompts_per_iteration: int = 32  # problems drawn per iteration
+    samples_per_prompt: int = 4  # completions sampled per problem (a group)
+    temperature: float = 1.0  # sampling temperature for training rollouts and sampled evaluation
+    top_p: float = 1.0  # nucleus sampling threshold (1: off)
+    max_new_tokens: int = 24  # longest completion, in tokens
+    micro_batch_size: int = 128  # sequences per forward/backward pass (memory only; not an optimizer step)
     eval_every: int = 2000  # samples between evaluations on the test split (0: start and end only)
     eval_problems: int = 500  # greedy accuracy on the first problems of the test split
-    seed: int = 0
-    device: str = "auto"
+    seed: int = 0  # seeds problems, sampling, shuffling and initialisation
+    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", ...
+
+
+# Config fields renamed when the agents were given one vocabulary: old name -> new name. Old
+# result files and leaderboard entries still load (config_from_dict translates them).
+RENAMED_FIELDS = {"ppo_epochs": "epochs", "sft_epochs": "epochs", "sft_batch_size": "minibatch_size"}
+
+
+def config_from_dict(config_class, values: dict):
+    """``config_class(**values)``, accepting the field names of earlier lmgym versions
+    (:data:`RENAMED_FIELDS`, and ``minibatches``, a count, as ``minibatch_size``); an unknown
+    field is a ``ValueError`` that names it."""
+    values = {RENAMED_FIELDS.get(key, key): value for key, value in values.items()}
+    if "minibatches" in values:
+        rollout_size = values.get("prompts_per_iteration", config_class.prompts_per_iteration) * values.get(
+            "samples_per_prompt", config_class.samples_per_prompt)
+        values["minibatch_size"] = -(-rollout_size // values.pop("minibatches"))
+    unknown = set(values) - {f.name for f in dataclasses.fields(config_class)}
+    if unknown:
+        raise ValueError(f"unknown {config_class.__name__} field(s) {sorted(unknown)}; "
+                         f"`lmgym agents NAME` lists the fields")
+    return config_class(**values)
+
+
+def config_docs(config_class) -> list[tuple[str, str, Any, str]]:
+    """``(name, type, default, doc)`` per field of a config dataclass; the doc is the comment on
+    the line that declares the field (in the class, or the nearest base class that has one)."""
+    import inspect
+    import io
+    import tokenize
+
+    comments: dict[str, str] = {}
+    for klass in reversed(config_class.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        lines = inspect.getsource(klass)
+        for token in tokenize.generate_tokens(io.StringIO(lines).readline):
+            if token.type == tokenize.COMMENT:
+                declared = token.line.split(":", 1)[0].strip()
+                if declared.isidentifier():
+                    comments[declared] = token.string.lstrip("#").strip()
+    return [(f.name, f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)),
+             f.default if f.default is not dataclasses.MISSING else f.default_factory(), comments.get(f.name, ""))
+            for f in dataclasses.fields(config_class)]
 
 
 @dataclass
@@ -162,7 +244,7 @@ class Agent:
             ("cuda" if torch.cuda.is_available() else "cpu") if self.config.device == "auto" else self.config.device
         )
         self._set_seed(self.config.seed)
-        self.model_path = self._resolve_model(self.config.model)
+        self.model_path = model_path(self.config.model)
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
@@ -179,19 +261,15 @@ class Agent:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: min(1.0, (step + 1) / warmup))
         self.generator = generator if generator is not None else self._make_generator()
         self.iteration_count = 0
+        self.optimizer_steps = 0  # compute counters, logged with every iteration and evaluation
+        self.trained_tokens = 0  # completion tokens in the forward passes behind each optimizer step
+        self._pending_tokens = 0
         self.curve: list[dict] = []
         self.train_log: list[dict] = []
         self.eval_seconds = 0.0
+        self._evaluation_envs: dict[tuple, Any] = {}
 
     # construction helpers ------------------------------------------------------------------
-
-    @staticmethod
-    def _resolve_model(model: str) -> str:
-        if model == "default":
-            from lmgym.pretrain import default_model
-
-            return str(default_model())
-        return model
 
     def _make_generator(self):
         if self.config.backend == "hf":
@@ -217,31 +295,32 @@ class Agent:
         return self.config.seed * 1_000_003 + self.iteration_count
 
     def sample(self, envs, budget: Budget | None, prompts: int | None = None, n: int | None = None, prefix: str = "",
-               suffix: str = "", generator=None, **sampling) -> RolloutBatch:
+               suffix: str = "", generator=None, score=None, **sampling) -> RolloutBatch:
         """One rollout of ``prompts`` x ``n`` from the current policy (or from ``generator``, e.g. a
-        frozen behaviour policy for off-policy agents), problems drawn from the train split by a
-        generator seeded with ``(seed, iteration)``; charged to ``budget``."""
+        frozen behaviour policy for off-policy agents), problems drawn from the env's split by a
+        generator seeded with ``(seed, iteration)``; the last one shrunk to what is left of
+        ``budget`` (:meth:`Budget.prompts_left`), and charged to it. ``score``: see
+        :func:`lmgym.rollout.rollout`."""
         n = n or self.config.samples_per_prompt
         prompts = prompts or self.config.prompts_per_iteration
-        vec = envs.unwrapped
-        if budget is not None and budget.max_samples is not None:
-            remaining = budget.max_samples - budget.samples
-            if 0 < remaining < prompts * n:  # the last rollout spends only what is left (whole groups)
-                prompts = -(-remaining // n)
-                first = vec.envs[0]
-                vec = LMVectorEnv(prompts * n, vec.task, split=first.split, prompt_template=first.prompt_for,
-                                  max_completion_chars=first.max_completion_chars)
-        if vec.num_envs != prompts * n:
-            raise ValueError(f"envs has {vec.num_envs} sub-envs; this rollout needs {prompts} x {n}")
+        if budget is not None:
+            prompts = budget.prompts_left(prompts, n, self.queries_per_prompt())
         rng = np.random.default_rng([self.config.seed, self.iteration_count, 7])
-        indices = rng.integers(vec.envs[0].num_problems, size=prompts).tolist()
+        indices = rng.integers(envs.unwrapped.num_problems, size=prompts).tolist()
         options = dict(temperature=self.config.temperature, top_p=self.config.top_p, max_tokens=self.config.max_new_tokens)
         options.update(sampling)
-        return rollout(vec, generator or self.generator, n=n, indices=indices, seed=self.iteration_seed(), budget=budget,
-                       prefix=prefix, suffix=suffix, **options)
+        return rollout(envs, generator or self.generator, n=n, indices=indices, seed=self.iteration_seed(), budget=budget,
+                       prefix=prefix, suffix=suffix, score=score, **options)
+
+    def queries_per_prompt(self) -> int | None:
+        """Reward queries a rollout asks per prompt, when an agent asks fewer than it samples
+        (the joint agent); None: one per sample (the rollout charges what it scored)."""
+        return None
 
     def logprobs(self, model, prompt_ids, completion_ids, return_hidden: bool = False):
         """``completion_logprobs`` in micro-batches, concatenated (padded to a common length)."""
+        if model is self.policy and torch.is_grad_enabled():  # these tokens will be trained on
+            self._pending_tokens += sum(len(ids) for ids in completion_ids)
         size = self.config.micro_batch_size
         chunks = [
             completion_logprobs(model, prompt_ids[i : i + size], completion_ids[i : i + size], self.tokenizer.pad_token_id, return_hidden)
@@ -285,6 +364,9 @@ class Agent:
         norms = [torch.nn.utils.clip_grad_norm_(g["params"], self.config.max_grad_norm) for g in self.optimizer.param_groups]
         self.optimizer.step()
         self.scheduler.step()
+        self.optimizer_steps += 1
+        self.trained_tokens += self._pending_tokens
+        self._pending_tokens = 0
         return float(norms[0])
 
     def fit(self, examples: Sequence[tuple[list[int], list[int]]], epochs: int, batch_size: int,
@@ -331,6 +413,7 @@ class Agent:
     # acting and evaluating ---------------------------------------------------------------------
 
     def act(self, observations: Sequence[str], greedy: bool = True) -> list[str]:
+        """Completions for raw observations (for a user's own env loop)."""
         generations = self.generator.generate(
             self.conditioned(observations),
             temperature=0.0 if greedy else self.config.temperature,
@@ -339,15 +422,24 @@ class Agent:
         )
         return [g.completions[0].text for g in generations]
 
-    def evaluate(self, env_id: str, env_kwargs: dict | None = None, problems: int | None = None) -> dict:
-        """Greedy mean reward (accuracy for exact-answer tasks) on the first test problems."""
+    def evaluation_envs(self, env_id: str, env_kwargs: dict | None = None, k: int = 1, problems: int | None = None):
+        """The vector env evaluation runs on: the test split, ``problems x k`` sub-envs (built
+        once per agent and reused)."""
         problems = problems or self.config.eval_problems
-        env = gym.make(env_id, split="test", **(env_kwargs or {})).unwrapped
-        problems = min(problems, env.num_problems)
-        selected = [env.task.problem("test", i) for i in range(problems)]
-        completions = self.act([env.prompt_for(p) for p in selected])
-        rewards = [reward for reward, _ in env.task.score_batch(selected, completions)]
-        return {"test/mean_reward": float(np.mean(rewards)), "test/problems": problems}
+        key = (env_id, json.dumps(env_kwargs or {}, sort_keys=True, default=str), k, problems)
+        if key not in self._evaluation_envs:
+            size = gym.make(env_id, split="test", **(env_kwargs or {})).unwrapped.num_problems
+            self._evaluation_envs[key] = gym.make_vec(env_id, num_envs=min(problems, size) * k, split="test",
+                                                      **(env_kwargs or {}))
+        return self._evaluation_envs[key]
+
+    def evaluate(self, env_id: str, env_kwargs: dict | None = None, problems: int | None = None) -> dict:
+        """Greedy mean reward (accuracy for exact-answer tasks) on the first test problems: the
+        training rollout at temperature 0, on the agent's conditioned prompts."""
+        envs = self.evaluation_envs(env_id, env_kwargs, 1, problems)
+        batch = evaluation_rollout(envs, self.generator, prefix=self.prompt_prefix(), suffix=self.prompt_suffix(),
+                         max_tokens=self.config.max_new_tokens, seed=self.iteration_seed())
+        return {"test/mean_reward": float(batch.rewards.mean()), "test/problems": batch.num_prompts}
 
     def evaluate_samples(self, env_id: str, env_kwargs: dict | None = None, k: int = 4, problems: int | None = None) -> dict:
         """``k`` samples per test problem (at the training temperature): pass@k (unbiased),
@@ -355,32 +447,27 @@ class Agent:
         sequence (k1 estimate on the samples)."""
         from lmgym.metrics import maj_at_k, pass_at_k
 
-        problems = problems or self.config.eval_problems
-        env = gym.make(env_id, split="test", **(env_kwargs or {})).unwrapped
-        selected = [env.task.problem("test", i) for i in range(min(problems, env.num_problems))]
-        generations = self.generator.generate(
-            self.conditioned([env.prompt_for(p) for p in selected]), n=k, temperature=self.config.temperature,
-            top_p=self.config.top_p, max_tokens=self.config.max_new_tokens, seed=self.iteration_seed(),
-        )
-        completions = [c for g in generations for c in g.completions]
-        scored = env.task.score_batch([p for p in selected for _ in range(k)], [c.text for c in completions])
-        rewards = np.array([r for r, _ in scored]).reshape(len(selected), k)
-        correct = np.array([bool(info.get("correct", r >= 1.0)) for r, info in scored]).reshape(len(selected), k)
-        answers = [info.get("extracted_answer") for _, info in scored]
+        envs = self.evaluation_envs(env_id, env_kwargs, k, problems)
+        batch = evaluation_rollout(envs, self.generator, k=k, prefix=self.prompt_prefix(), suffix=self.prompt_suffix(),
+                         temperature=self.config.temperature, top_p=self.config.top_p,
+                         max_tokens=self.config.max_new_tokens, seed=self.iteration_seed())
+        rewards = batch.grouped_rewards()
+        correct = np.array([bool(s.info.get("correct", s.reward >= 1.0)) for s in batch.samples]).reshape(rewards.shape)
+        answers = [s.info.get("extracted_answer") for s in batch.samples]
         reference = self.reference
         if reference is None:  # agents without a KL anchor: load the initial weights to measure drift
             from transformers import AutoModelForCausalLM
 
             reference = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32).to(self.device).eval()
-        prompt_ids = [g.prompt_token_ids for g in generations for _ in g.completions]
-        completion_ids = [c.token_ids for c in completions]
+        prompt_ids = [s.prompt_token_ids for s in batch.samples]
+        completion_ids = [s.token_ids for s in batch.samples]
         with torch.no_grad():
             logprobs, mask = self.logprobs(self.policy, prompt_ids, completion_ids)
             ref_logprobs, _ = self.logprobs(reference, prompt_ids, completion_ids)
         kl = float(((logprobs - ref_logprobs) * mask).sum(1).mean())
         return {
             f"test/pass@{k}": float(np.mean([pass_at_k(k, int(c.sum()), k) for c in correct])),
-            f"test/maj@{k}": float(np.mean([maj_at_k(answers[i * k : (i + 1) * k], correct[i], k) for i in range(len(selected))])),
+            f"test/maj@{k}": float(np.mean([maj_at_k(answers[i * k : (i + 1) * k], correct[i], k) for i in range(len(correct))])),
             "test/sampled_mean_reward": float(rewards.mean()),
             "test/reward_std_zero_share": vanishing_gradient_share(rewards) if k >= 2 else float("nan"),
             "test/kl_to_reference": kl,
@@ -419,8 +506,7 @@ class Agent:
             before = budget.samples
             metrics = self.iteration(envs, budget)
             self.iteration_count += 1
-            metrics.update({"samples": budget.samples, "tokens": budget.tokens, "queries": budget.queries,
-                            "iteration": self.iteration_count})
+            metrics.update(self.counters(budget))
             self.train_log.append(metrics)
             bar.update(budget.samples - before)
             bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in metrics.items() if k.startswith("train/")}, refresh=False)
@@ -435,13 +521,19 @@ class Agent:
         bar.close()
         return LearnResult(self.curve, budget.state_dict(), dataclasses.asdict(self.config), time.perf_counter() - start, self.eval_seconds)
 
+    def counters(self, budget: Budget) -> dict:
+        """What has been spent so far, logged beside every metric so that curves line up:
+        generated samples and tokens, reward queries, iterations, optimizer steps, trained tokens."""
+        return {"samples": budget.samples, "tokens": budget.tokens, "queries": budget.queries,
+                "iteration": self.iteration_count, "optimizer_steps": self.optimizer_steps,
+                "trained_tokens": self.trained_tokens}
+
     def make_envs(self, env_id: str, env_kwargs: dict):
         return gym.make_vec(env_id, num_envs=self.config.prompts_per_iteration * self.config.samples_per_prompt, **env_kwargs)
 
     def _evaluate_into_curve(self, env_id, env_kwargs, budget: Budget) -> None:
         start = time.perf_counter()
-        row = {"samples": budget.samples, "tokens": budget.tokens, "queries": budget.queries,
-               "iteration": self.iteration_count}
+        row = self.counters(budget)
         row.update(self.evaluate(env_id, env_kwargs))
         self.eval_seconds += time.perf_counter() - start
         recent = [m for m in self.train_log if m["iteration"] > (self.curve[-1]["iteration"] if self.curve else 0)]
@@ -469,6 +561,8 @@ class Agent:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "iteration": self.iteration_count,
+            "optimizer_steps": self.optimizer_steps,
+            "trained_tokens": self.trained_tokens,
             "curve": self.curve,
             "train_log": self.train_log,
             "budget": budget.state_dict() if budget is not None else None,
@@ -487,6 +581,7 @@ class Agent:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.iteration_count, self.curve, self.train_log = state["iteration"], state["curve"], state["train_log"]
+        self.optimizer_steps, self.trained_tokens = state.get("optimizer_steps", 0), state.get("trained_tokens", 0)
         self.load_extra_state(state["extra"])
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from agents.core import Agent, AgentConfig, read_jsonl
-from lmgym.generation.generator import make_generator
+from lmgym.generation import make_generator
 from lmgym.rollout import Budget
 
 
@@ -42,6 +42,12 @@ def dpo_loss(log_ratios_chosen, log_ratios_rejected, beta: float, label_smoothin
 def ipo_loss(log_ratios_chosen, log_ratios_rejected, tau: float) -> torch.Tensor:
     """IPO (Azar et al. 2023): mean of ``(h_w - h_l - 1/(2 tau))^2``."""
     return (log_ratios_chosen - log_ratios_rejected - 1.0 / (2.0 * tau)).pow(2).mean()
+
+
+def chosen_nll(sequence_logprobs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """RPO's likelihood term: the chosen completions' mean per-token negative log-likelihood,
+    ``mean_i(-log pi(y_w,i | x_i) / |y_w,i|)``."""
+    return (-sequence_logprobs / lengths).mean()
 
 
 def preference_pairs(rewards: list[float], group_sizes: list[int]) -> list[tuple[int, int]]:
@@ -64,14 +70,14 @@ class DPOConfig(AgentConfig):
     warmup_steps: int = 5
     prompts_per_iteration: int = 64
     samples_per_prompt: int = 4
-    beta: float = 0.1
+    beta: float = 0.1  # DPO's inverse temperature (IPO: tau)
     loss: str = "sigmoid"  # "sigmoid" (DPO) | "ipo"
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.0  # > 0: conservative DPO (the share of labels assumed flipped)
     sft_coef: float = 0.0  # > 0: add this times the chosen completions' NLL (RPO / iterative RPO for reasoning)
     online: bool = False  # False: offline DPO on samples of the frozen initial policy
     preferences: str | None = None  # a jsonl of {"prompt", "chosen", "rejected"} pairs to use instead
-    updates_per_iteration: int = 1
-    pairs_per_update: int = 256  # minibatch of pairs drawn from the dataset
+    updates_per_iteration: int = 1  # optimizer steps per iteration, each on freshly drawn pairs
+    pairs_per_update: int = 256  # pairs per optimizer step, drawn from the dataset
 
     def __post_init__(self):
         if self.loss not in ("sigmoid", "ipo"):
@@ -142,7 +148,7 @@ class DPO(Agent):
                 loss = ipo_loss(chosen, rejected, tau=cfg.beta)
             if cfg.sft_coef:
                 lengths = torch.tensor([len(c) for _, c, _ in selected], dtype=loss.dtype, device=loss.device)
-                loss = loss + cfg.sft_coef * (-sequence_logprobs[: len(selected)] / lengths).mean()
+                loss = loss + cfg.sft_coef * chosen_nll(sequence_logprobs[: len(selected)], lengths)
             self.optimizer_step(loss)
             losses.append(loss.item())
             accuracies.append(float((chosen > rejected).float().mean().detach()))

@@ -25,8 +25,8 @@ class ExItConfig(AgentConfig):
     samples_per_prompt: int = 4  # K: the paper samples up to 96 per prompt
     reward_threshold: float = 1.0  # keep samples whose reward reaches this (correct answers)
     from_base: bool = False  # re-train from the initial weights each round on the accumulated set
-    sft_epochs: int = 1
-    sft_batch_size: int = 128
+    epochs: int = 1  # passes over the accumulated dataset each round
+    minibatch_size: int = 128  # sequences per optimizer step
 
 
 class ExIt(Agent):
@@ -51,8 +51,10 @@ class ExIt(Agent):
         if cfg.from_base:  # start the round from the initial model with a fresh optimizer
             self.policy.load_state_dict(self.initial_weights)
             self.optimizer.state.clear()
-        loss = self.fit(self.dataset, cfg.sft_epochs, cfg.sft_batch_size) if self.dataset else float("nan")
-        return {**self.batch_metrics(batch), "train/kept": kept, "train/dataset": len(self.dataset), "losses/sft": loss}
+        metrics = {**self.batch_metrics(batch), "train/kept": kept, "train/dataset": len(self.dataset)}
+        if self.dataset:  # nothing correct yet: no update this round
+            metrics["losses/sft"] = self.fit(self.dataset, cfg.epochs, cfg.minibatch_size)
+        return metrics
 
     def extra_state(self) -> dict:
         return {"dataset": self.dataset}

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agents.core import Agent, AgentConfig, kl_penalty, masked_mean
+from agents.core import Agent, AgentConfig, clip_fraction, kl_penalty, masked_mean
 from lmgym.rollout import Budget
 
 
@@ -53,8 +53,7 @@ def clipped_policy_loss(logprobs, old_logprobs, advantages, mask, clip_range: fl
         loss = masked_mean(per_token, mask)
     else:
         raise ValueError(f"loss_aggregation must be 'sequence' or 'token', got {aggregation!r}")
-    clipfrac = masked_mean(((ratio - 1).abs() > clip_range).float(), mask)
-    return loss, float(clipfrac)
+    return loss, clip_fraction(ratio, mask, clip_range)
 
 
 @dataclass
@@ -63,13 +62,13 @@ class GRPOConfig(AgentConfig):
     warmup_steps: int = 5
     prompts_per_iteration: int = 64
     samples_per_prompt: int = 4
-    advantage: str = "grpo"  # "grpo" | "rloo"
+    advantage: str = "grpo"  # "grpo" | "rloo": the group baseline (see the module docstring)
     scale_rewards: bool = True  # GRPO: divide by the group's reward std
     beta: float = 0.0  # KL(pi || pi_ref) coefficient (k3 per token); 0: no reference model
-    clip_range: float = 0.2
-    epochs: int = 1
-    minibatches: int = 1
-    loss_aggregation: str = "sequence"  # "sequence" | "token"
+    clip_range: float = 0.2  # epsilon of the clipped surrogate
+    epochs: int = 1  # passes over each iteration's rollout
+    minibatch_size: int = 256  # sequences per optimizer step (256: the whole default rollout)
+    loss_aggregation: str = "sequence"  # "sequence": per-sequence token mean, then batch mean; "token": all tokens
 
     def __post_init__(self):
         if self.advantage not in ("grpo", "rloo"):
@@ -99,8 +98,9 @@ class GRPO(Agent):
         rng = np.random.default_rng([cfg.seed, self.iteration_count, 23])
         stats = {"losses/policy": [], "losses/kl": [], "losses/clipfrac": []}
         for _ in range(cfg.epochs):
-            for rows in np.array_split(rng.permutation(len(batch.samples)), cfg.minibatches):
-                rows = rows.tolist()
+            order = rng.permutation(len(batch.samples))
+            for start in range(0, len(order), cfg.minibatch_size):
+                rows = order[start : start + cfg.minibatch_size].tolist()
                 logprobs, _ = self.logprobs(self.policy, [prompt_ids[i] for i in rows], [completion_ids[i] for i in rows])
                 width = logprobs.shape[1]
                 sub_mask, sub_old = mask[rows, :width], old_logprobs[rows, :width]

@@ -26,12 +26,13 @@ One iteration:
    whose rewards are the environment's for queried samples and the ensemble mean's for the
    rest. With ``reward_grad_to_trunk`` (default) the reward loss trains the shared trunk too.
 
-Logged: train/queried_reward (the environment's reward of what was asked about),
+Logged: train/reward (the environment's reward of what was asked about),
 train/predicted_reward, train/ensemble_std, losses/policy, losses/reward, train/labels.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,6 +84,21 @@ def choose_queries(predictions: torch.Tensor, group_size: int, per_group: int, e
     return chosen
 
 
+def leave_one_out_pg_loss(rewards: torch.Tensor, logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``-mean_i (r_i - mean_{j != i} r_j) * mean_t log pi(y_i,t)`` over groups: ``rewards``
+    ``(prompts, n)``, ``logprobs``/``mask`` ``(prompts * n, T)`` in the same order."""
+    n = rewards.shape[1]
+    advantages = (rewards - (rewards.sum(1, keepdim=True) - rewards) / (n - 1)).flatten()
+    return -(advantages * masked_mean(logprobs, mask, dim=1)).mean()
+
+
+def bootstrapped_ensemble_loss(predictions: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Each head's squared error on its bootstrap share: ``sum_{i,k} m_ik (p_ik - y_i)^2 / sum m``;
+    ``predictions``/``masks`` ``(labels, K)``, ``targets`` ``(labels,)``."""
+    weights = masks.float()
+    return (((predictions - targets[:, None]) ** 2) * weights).sum() / weights.sum().clamp(min=1)
+
+
 @dataclass
 class JointConfig(AgentConfig):
     lr: float = 1e-5
@@ -91,10 +107,10 @@ class JointConfig(AgentConfig):
     samples_per_prompt: int = 4
     queries_per_prompt: int = 1  # feedback asked per prompt per iteration
     exploration: str = "thompson"  # "thompson" | "greedy" | "uniform"
-    ensemble_size: int = 8
-    prior_scale: float = 1.0
+    ensemble_size: int = 8  # K reward heads
+    prior_scale: float = 1.0  # weight of each head's fixed random prior (randomized prior functions)
     bootstrap: float = 0.5  # each head trains on each label with this probability
-    reward_coef: float = 1.0
+    reward_coef: float = 1.0  # weight of the reward loss in the joint objective
     reward_lr: float = 1e-3  # the heads' own learning rate
     reward_grad_to_trunk: bool = True  # the reward loss shapes the shared trunk (the joint objective)
     replay_labels: int = 256  # earlier labelled samples replayed in each reward update
@@ -121,10 +137,8 @@ class Joint(Agent):
         return [{"params": list(self.policy.parameters())},
                 {"params": list(self.rewards.parameters()), "lr": self.config.reward_lr}]
 
-    def make_envs(self, env_id: str, env_kwargs: dict):
-        import gymnasium as gym
-
-        return gym.make(env_id, split="train", **env_kwargs).unwrapped  # prompts and the task's scorer
+    def queries_per_prompt(self) -> int:
+        return self.config.queries_per_prompt
 
     def _features(self, prompt_ids, completion_ids):
         """Policy log-probs and mask, and the trunk's state at each completion's last token."""
@@ -135,43 +149,34 @@ class Joint(Agent):
             features = features.detach()
         return logprobs, mask, features
 
-    def iteration(self, env, budget: Budget) -> dict:
+    def iteration(self, envs, budget: Budget) -> dict:
         cfg = self.config
         n = cfg.samples_per_prompt
-        prompts_count = cfg.prompts_per_iteration
-        if budget.max_samples is not None:
-            prompts_count = max(1, min(prompts_count, -(-(budget.max_samples - budget.samples) // n)))
-        if budget.max_queries is not None:
-            prompts_count = max(1, min(prompts_count, -(-(budget.max_queries - budget.queries) // cfg.queries_per_prompt)))
         rng = np.random.default_rng([cfg.seed, self.iteration_count, 29])
-        problems = [env.task.problem("train", int(i)) for i in rng.integers(env.num_problems, size=prompts_count)]
-        generations = self.generator.generate(
-            [env.prompt_for(p) for p in problems], n=n, temperature=cfg.temperature, top_p=cfg.top_p,
-            max_tokens=cfg.max_new_tokens, seed=self.iteration_seed(),
-        )
-        prompt_ids = [g.prompt_token_ids for g in generations for _ in g.completions]
-        completions = [c for g in generations for c in g.completions]
-        completion_ids = [c.token_ids for c in completions]
-        budget.add(len(completions), sum(len(ids) for ids in completion_ids))
+        forward = {}
 
-        logprobs, mask, features = self._features(prompt_ids, completion_ids)
-        predictions = self.rewards(features)  # (batch, K)
-        queried = choose_queries(predictions.detach(), n, cfg.queries_per_prompt, cfg.exploration, rng)
-        scored = env.task.score_batch([problems[i // n] for i in queried], [completions[i].text for i in queried])
-        budget.query(len(queried))
-        true_rewards = {i: float(reward) for i, (reward, _) in zip(queried, scored)}
+        def ask_about(samples) -> list[bool]:
+            """Steps 1-2: the ensemble's predictions on the fresh samples choose what to ask."""
+            forward["logprobs"], forward["mask"], features = self._features(
+                [s.prompt_token_ids for s in samples], [s.token_ids for s in samples])
+            forward["predictions"] = self.rewards(features)  # (batch, K)
+            queried = set(choose_queries(forward["predictions"].detach(), n, cfg.queries_per_prompt, cfg.exploration, rng))
+            return [i in queried for i in range(len(samples))]
+
+        batch = self.sample(envs, budget, score=ask_about)  # only the chosen samples are scored and charged
+        logprobs, mask, predictions = forward["logprobs"], forward["mask"], forward["predictions"]
+        queried = [i for i, s in enumerate(batch.samples) if not math.isnan(s.reward)]
+        true_rewards = torch.tensor([batch.samples[i].reward for i in queried], device=self.device)
 
         # the policy's rewards: the environment's where asked, the ensemble mean elsewhere
         estimated = predictions.detach().mean(1)
-        rewards = torch.tensor([true_rewards.get(i, float(estimated[i])) for i in range(len(completions))],
-                               device=self.device).view(-1, n)
-        advantages = (rewards - (rewards.sum(1, keepdim=True) - rewards) / (n - 1)).flatten()
-        policy_loss = -(advantages * masked_mean(logprobs, mask, dim=1)).mean()
+        rewards = estimated.clone()
+        rewards[queried] = true_rewards
+        policy_loss = leave_one_out_pg_loss(rewards.view(-1, n), logprobs, mask)
 
         # the reward model: this round's labels (features with gradients) + replayed ones
         masks = torch.as_tensor(rng.random((len(queried), cfg.ensemble_size)) < cfg.bootstrap, device=self.device)
-        targets = torch.tensor([true_rewards[i] for i in queried], device=self.device)
-        label_predictions = predictions[queried]
+        targets, label_predictions = true_rewards, predictions[queried]
         if self.labels and cfg.replay_labels:
             rows = rng.choice(len(self.labels), size=min(cfg.replay_labels, len(self.labels)), replace=False)
             old = [self.labels[r] for r in rows]
@@ -179,14 +184,14 @@ class Joint(Agent):
             label_predictions = torch.cat([label_predictions, self.rewards(old_features)])
             targets = torch.cat([targets, torch.tensor([r for _, _, r, _ in old], device=self.device)])
             masks = torch.cat([masks, torch.tensor([m for _, _, _, m in old], device=self.device)])
-        weights = masks.float()
-        reward_loss = (((label_predictions - targets[:, None]) ** 2) * weights).sum() / weights.sum().clamp(min=1)
+        reward_loss = bootstrapped_ensemble_loss(label_predictions, targets, masks)
         self.optimizer_step(policy_loss + cfg.reward_coef * reward_loss)
         self.sync_generator()
         for row, i in enumerate(queried):
-            self.labels.append((prompt_ids[i], completion_ids[i], true_rewards[i], masks[row].tolist()))
+            sample = batch.samples[i]
+            self.labels.append((sample.prompt_token_ids, sample.token_ids, sample.reward, masks[row].tolist()))
         return {
-            "train/queried_reward": float(np.mean(list(true_rewards.values()))),
+            "train/reward": float(true_rewards.mean()),
             "train/predicted_reward": float(estimated.mean()),
             "train/ensemble_std": float(predictions.detach().std(1).mean()) if cfg.ensemble_size > 1 else 0.0,
             "losses/policy": policy_loss.item(),

@@ -5,7 +5,7 @@ Each iteration samples ``prompts_per_iteration x samples_per_prompt`` completion
 into a token MDP (sparse sequence reward on the last token, or the env's dense step rewards on
 the tokens that complete each step, minus a per-token KL penalty to the frozen reference),
 estimates advantages with GAE from a value head on the policy's trunk, and takes
-``ppo_epochs x minibatches`` clipped-surrogate steps.
+clipped-surrogate steps on minibatches of ``minibatch_size`` sequences for ``epochs`` passes.
 
 Logged: train/reward, train/reward_std_zero_share, train/kl, losses/policy, losses/value, losses/approx_kl, losses/clipfrac,
 sampler/logprob_mismatch (sampler vs trainer log-probs of the same tokens).
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agents.core import Agent, AgentConfig, kl_penalty, masked_mean, masked_whiten
+from agents.core import Agent, AgentConfig, clip_fraction, kl_penalty, masked_mean, masked_whiten
 from lmgym.rollout import Budget
 
 
@@ -28,21 +28,20 @@ class PPOConfig(AgentConfig):
     warmup_steps: int = 5
     prompts_per_iteration: int = 64
     samples_per_prompt: int = 4
-    ppo_epochs: int = 1
-    minibatches: int = 2
+    epochs: int = 1  # passes over each iteration's rollout
+    minibatch_size: int = 128  # sequences per optimizer step
     clip_range: float = 0.2  # epsilon in min(r A, clip(r, 1-eps, 1+eps) A)
     clip_range_value: float = 0.2  # value predictions move at most this far from the rollout's
-    vf_coef: float = 0.5
+    vf_coef: float = 0.5  # weight of the value loss in the total loss
     value_lr: float = 1e-3  # the value head's own learning rate: it starts from zero and must catch up fast
-    gamma: float = 1.0
+    gamma: float = 1.0  # discount per token
     lam: float = 1.0  # GAE lambda: 1 = Monte-Carlo returns (the linear value head is a weak critic)
     kl_coef: float = 0.05  # beta in r_t = -beta (log pi - log pi_ref) (+ the task reward)
     adaptive_kl: bool = False  # Ziegler et al.'s controller: move beta towards target_kl
     target_kl: float = 1.0  # nats per sequence, for the adaptive controller
     kl_horizon: int = 10_000  # samples, for the adaptive controller
     whiten_rewards: bool = False  # normalise sequence rewards over the batch before GAE
-    value_grad_to_trunk: bool = False  # let the value loss train the shared trunk (False: the
-    # value head reads detached features, so early, noisy value gradients cannot damage the LM)
+    value_grad_to_trunk: bool = False  # let the value loss train the trunk (False: early, noisy value gradients cannot hurt the LM)
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float):
@@ -78,7 +77,7 @@ def ppo_losses(
     with torch.no_grad():
         stats = {
             "losses/approx_kl": float(masked_mean(0.5 * (logprobs - old_logprobs) ** 2, mask)),
-            "losses/clipfrac": float(masked_mean((clipped > unclipped).float(), mask)),
+            "losses/clipfrac": clip_fraction(ratio, mask, clip_range),
         }
     return policy_loss, value_loss, stats
 
@@ -137,9 +136,10 @@ class PPO(Agent):
         stats: dict[str, list[float]] = {}
         order_rng = np.random.default_rng([cfg.seed, self.iteration_count, 11])
         size = len(batch.samples)
-        for _ in range(cfg.ppo_epochs):
-            for chunk in np.array_split(order_rng.permutation(size), cfg.minibatches):
-                idx = chunk.tolist()
+        for _ in range(cfg.epochs):
+            order = order_rng.permutation(size)
+            for start in range(0, size, cfg.minibatch_size):
+                idx = order[start : start + cfg.minibatch_size].tolist()
                 logprobs, mb_mask, hidden = self.logprobs(
                     self.policy, [prompt_ids[i] for i in idx], [completion_ids[i] for i in idx], return_hidden=True
                 )

@@ -7,23 +7,19 @@ Sparse rewards: the label is ``good_label`` when the reward reaches ``reward_thr
 many equal-width bins over ``[return_low, return_high]``, labelled ``"[r0] "`` ... and the agent
 acts conditioned on the top bin. A label is text, so any tokenizer works without new embeddings.
 
-Where the label goes matters for small models (measured on lmgym's 0.9M tiny model, which was
-pretrained with random tags in the same place; numbers in README.md and issue 4's note):
+Where the label goes matters for small models (measurements: README.md, "Agents"):
 
 - ``label_position="completion"`` (default): between the prompt and the completion, where the
-  first answer token is predicted, so the model reads the label directly. From the base
-  policy's 56.0% to 64.2% ± 1.0% greedy accuracy in 20,000 samples (3 seeds); in a probe,
-  acting on the bare prompt instead of "good" scored 9 points lower: the label does the work.
+  first answer token is predicted, so the model reads the label directly.
 - ``label_position="prompt"``: before the prompt, as decision transformers put the return. The
-  label has to travel through attention from the far end; in the same probe the 0.9M model
-  never learned to use it (acting on "good" scored within a few points of the bare prompt).
+  label has to travel through attention from the far end, which lmgym's tiny model did not
+  learn to use.
 
-Each round fine-tunes for ``sft_epochs`` over every labelled sample so far (the paper's choice;
+Each round fine-tunes for ``epochs`` over every labelled sample so far (the paper's choice;
 identical label/prompt/completion triples once, as ExIt de-duplicates; the most recent
 ``max_dataset`` kept). ``balance_labels`` weighs each label's samples equally in the loss: with
-~30% good samples, plain fine-tuning is dominated by the bad label, and a small model cannot
-keep that from leaking into its good-conditioned behaviour (probe, seed 0: 52% -> 40% greedy
-accuracy unbalanced; 52% -> 63% balanced).
+few good samples, plain fine-tuning is dominated by the bad label, and a small model cannot
+keep that from leaking into its good-conditioned behaviour.
 
 Logged: train/reward, train/reward_std_zero_share, train/good_share, train/dataset, losses/sft.
 """
@@ -47,16 +43,16 @@ class RCRLConfig(AgentConfig):
     warmup_steps: int = 10
     prompts_per_iteration: int = 128
     samples_per_prompt: int = 4
-    good_label: str = "G "
-    bad_label: str = "B "
+    good_label: str = "G "  # the label of samples whose reward reaches reward_threshold (acted on)
+    bad_label: str = "B "  # the label of the others
     label_position: str = "completion"  # "completion": right before the completion; "prompt": before the prompt
-    reward_threshold: float = 1.0
+    reward_threshold: float = 1.0  # sparse labels: good at or above this reward
     return_bins: int = 0  # > 0: discretized-return labels for dense rewards
-    return_low: float = 0.0
-    return_high: float = 1.5
+    return_low: float = 0.0  # return_bins: the lowest bin's lower edge
+    return_high: float = 1.5  # return_bins: the highest bin's upper edge
     balance_labels: bool = True  # every label weighs the same in the loss, however many samples it has
-    sft_epochs: int = 1
-    sft_batch_size: int = 128
+    epochs: int = 1  # passes over the labelled dataset each round
+    minibatch_size: int = 128  # sequences per optimizer step
     max_dataset: int = 20_000  # keep the most recent labelled samples
     unconditioned_rounds: int = 0  # first rounds sample without a label (for a policy that cannot read one yet)
 
@@ -131,7 +127,7 @@ class RCRL(Agent):
                 self.seen.discard((tuple(prompt_ids), tuple(completion_ids)))
             self.dataset = self.dataset[-cfg.max_dataset :]
         weights = label_weights([label for _, _, label in self.dataset]) if cfg.balance_labels else None
-        loss = self.fit([(p, c) for p, c, _ in self.dataset], cfg.sft_epochs, cfg.sft_batch_size, weights)
+        loss = self.fit([(p, c) for p, c, _ in self.dataset], cfg.epochs, cfg.minibatch_size, weights)
         return {**self.batch_metrics(batch), "train/good_share": good / len(batch.samples),
                 "train/dataset": len(self.dataset), "losses/sft": loss}
 

@@ -15,35 +15,30 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents.core import Agent, AgentConfig
-from lmgym.rollout import Budget
+from lmgym.rollout import Budget, start
 
 
 @dataclass
 class SFTConfig(AgentConfig):
     lr: float = 1e-4
     samples_per_prompt: int = 1  # one reference solution per problem
-    sft_batch_size: int = 64
+    epochs: int = 1  # passes over each iteration's examples
+    minibatch_size: int = 64  # sequences per optimizer step
 
 
 class SFT(Agent):
     name = "sft"
     Config = SFTConfig
 
-    def make_envs(self, env_id, env_kwargs):
-        import gymnasium as gym
-
-        return gym.make(env_id, split="train", **env_kwargs).unwrapped  # only its task and prompts are used
-
-    def iteration(self, env, budget: Budget) -> dict:
+    def iteration(self, envs, budget: Budget) -> dict:
         cfg = self.config
+        size = budget.prompts_left(cfg.prompts_per_iteration, 1)  # spend exactly the budget
         rng = np.random.default_rng([cfg.seed, self.iteration_count, 7])
-        size = cfg.prompts_per_iteration
-        if budget.max_samples is not None:
-            size = max(1, min(size, budget.max_samples - budget.samples))  # spend exactly the budget
-        problems = [env.task.problem("train", int(i)) for i in rng.integers(env.num_problems, size=size)]
-        prompt_ids = self.generator.encode([env.prompt_for(p) for p in problems])
+        prompts = start(envs, rng.integers(envs.unwrapped.num_problems, size=size).tolist())
+        solutions = envs.unwrapped.reference_solutions()[:size]
+        prompt_ids = self.generator.encode(self.conditioned(prompts))
         eos = [self.tokenizer.eos_token_id]
-        solution_ids = [ids + eos for ids in self.tokenizer([p.solution for p in problems], add_special_tokens=False)["input_ids"]]
-        budget.add(len(problems), sum(map(len, solution_ids)))
-        loss = self.fit(list(zip(prompt_ids, solution_ids)), 1, cfg.sft_batch_size)
+        solution_ids = [ids + eos for ids in self.tokenizer(solutions, add_special_tokens=False)["input_ids"]]
+        budget.add(size, sum(map(len, solution_ids)))
+        loss = self.fit(list(zip(prompt_ids, solution_ids)), cfg.epochs, cfg.minibatch_size)
         return {"losses/sft": loss}

@@ -10,8 +10,7 @@ interrupted cell resumes from its checkpoint. A summary table (mean ± 95% CI ov
 plot of the curves close the run.
 
 The embedded default (no arguments): lmgym's pretrained tiny model on ``lmgym/Arithmetic-v0``,
-every registered agent, seed 0, 20,000 samples each: about 10 minutes on 2 CPU cores (plus 2-3
-to pretrain the model the first time).
+every registered agent, seed 0, 20,000 samples each (its measured time is in README.md).
 """
 
 from __future__ import annotations
@@ -153,16 +152,12 @@ def _cell_dir(config: BenchConfig, env_id: str, agent_name: str, seed: int) -> P
 def _agent_config(config: BenchConfig, agent_name: str, seed: int):
     """The agent's config for one cell: the bench's model, seed and evaluation, then overrides."""
     from agents import load_agent
+    from agents.core import config_from_dict
 
     agent_class = load_agent(agent_name)
     overrides = dict(config.agent_overrides.get(agent_name, {}))
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(agent_class.Config)}
-    if unknown:
-        raise ValueError(f"unknown {agent_name} config key(s) {sorted(unknown)}")
-    return agent_class.Config(
-        **{"model": config.model, "seed": seed, "eval_problems": config.eval_problems,
-           "eval_every": max(config.samples // 4, 1), **overrides}
-    )
+    return config_from_dict(agent_class.Config, {"model": config.model, "seed": seed, "eval_problems": config.eval_problems,
+                                                 "eval_every": max(config.samples // 4, 1), **overrides})
 
 
 def _finished(config: BenchConfig, env_id: str, agent_name: str, seed: int) -> dict | None:
@@ -186,10 +181,10 @@ def _finished(config: BenchConfig, env_id: str, agent_name: str, seed: int) -> d
 def _stale_reason(result: dict, config: BenchConfig, agent_config) -> str | None:
     """Why a finished cell's result is not this cell's (other weights, agent config, budget or
     env kwargs), or None when it is. "default" names whatever lmgym pretrains today."""
-    from agents.core import Agent
+    from lmgym.pretrain import model_path
 
     as_json = lambda value: json.loads(json.dumps(value, default=str))
-    if result["model"]["weights_sha256"] != weights_hash(Agent._resolve_model(config.model)):
+    if result["model"]["weights_sha256"] != weights_hash(model_path(config.model)):
         return "other model weights"
     without_model = lambda c: {k: v for k, v in c.items() if k != "model"}  # a path; the weights decide
     if without_model(result["agent"]["config"]) != without_model(as_json(dataclasses.asdict(agent_config))):

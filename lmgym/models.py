@@ -43,7 +43,7 @@ def char_tokenizer(alphabet: str = string.printable):
 
 # Shrunk Llama shapes for CPUs. head_dim stays 32/64: vLLM's CPU attention supports those.
 TINY_SHAPES = {
-    # ~0.8M parameters: learns 2-digit arithmetic in a couple of minutes on 2 cores
+    # ~0.8M parameters: small enough to pretrain and train on 2 CPU cores
     "tiny": dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4),
     # ~20M parameters: big enough that generation is compute-bound (the vLLM benchmark model)
     "small": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=6, num_attention_heads=8),

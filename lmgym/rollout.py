@@ -1,41 +1,66 @@
 """Environments + a generator -> scored trajectories, with budget accounting.
 
-:func:`rollout` takes a vector env of ``P * n`` sub-envs, puts the same problem in each group
-of ``n`` consecutive sub-envs, samples ``n`` completions per prompt in one generator call,
-and scores all ``P * n`` of them in one batched ``step``. Every :class:`Sample` carries the
-sampled token ids and the sampler's log-probs (never re-tokenized text), so a trainer can
-compute importance ratios and check the sampler against its own log-probs.
+The one path from an env to an agent and back, for training and evaluation alike:
 
-Budgets are counted in generated samples and tokens, as the papers count them, never in
-wall time (:class:`Budget`).
+1. ``envs.reset(options={"index": [...]})`` puts problem ``indices[g]`` in the ``n``
+   consecutive sub-envs of group ``g``;
+2. the generator samples ``n`` completions for each group's prompt in one call;
+3. ``envs.step(completions)`` scores them all in one batched call;
+4. multi-turn tasks: while some episodes go on, the generator answers each running episode's
+   new observation and ``envs.step`` scores those answers (sub-envs whose episode has ended
+   get the action ``None``: not stepped, see :mod:`lmgym.vector`).
+
+Everything goes through the vector env's public ``reset``/``step``, so vector wrappers (reward
+transforms, relabelling, ...) are honoured in training and in evaluation. :func:`evaluate` is
+the same rollout over an evaluation split at temperature 0 (or with ``k`` samples).
+
+Every :class:`Sample` carries the sampled token ids and the sampler's log-probs (never
+re-tokenized text), so a trainer can compute importance ratios and check the sampler against
+its own log-probs. Budgets are counted in generated samples and tokens, as the papers count
+them, never in wall time (:class:`Budget`); :meth:`Budget.prompts_left` is the one place where
+the last rollout is shrunk to what is left.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from lmgym.generation.generator import Generator
+from lmgym.generation.generator import Generation, Generator
 from lmgym.vector import LMVectorEnv
 
-__all__ = ["Budget", "RolloutBatch", "Sample", "rollout"]
+__all__ = ["Budget", "RolloutBatch", "Sample", "evaluate", "rollout", "start"]
 
 
 @dataclass
 class Sample:
-    prompt: str
-    prompt_token_ids: list[int]
+    """One episode. Its fields are those of the episode's last turn, except ``reward``, the
+    episode's return; a multi-turn episode's earlier turns are in ``previous``."""
+
+    prompt: str  # the observation answered (without the agent's prefix/suffix)
+    prompt_token_ids: list[int]  # the ids actually conditioned on (prefix and suffix included)
     completion: str
     token_ids: list[int]  # as sampled (EOS included when emitted)
     logprobs: list[float]  # the sampler's log pi(token | prefix), one per token id
     finish_reason: str
-    reward: float
-    info: dict
+    reward: float  # the episode's return: the sum of its steps' rewards
+    info: dict  # the last step's info
     group: int  # samples of the same prompt share a group
     problem_index: int
+    previous: list[Sample] = field(default_factory=list)  # earlier turns, oldest first (reward: that step's)
+
+    @property
+    def turns(self) -> list[Sample]:
+        return [*self.previous, self]
+
+    @property
+    def num_tokens(self) -> int:
+        """Generated tokens over every turn."""
+        return sum(len(turn.token_ids) for turn in self.turns)
 
 
 @dataclass
@@ -43,6 +68,7 @@ class RolloutBatch:
     samples: list[Sample]
     num_prompts: int
     n: int
+    num_queries: int = 0  # steps scored by the environment (feedback asked for)
 
     @property
     def num_samples(self) -> int:
@@ -50,8 +76,8 @@ class RolloutBatch:
 
     @property
     def num_tokens(self) -> int:
-        """Generated tokens (the prompt tokens are not counted)."""
-        return sum(len(s.token_ids) for s in self.samples)
+        """Generated tokens (the prompt tokens are not counted), over every turn."""
+        return sum(s.num_tokens for s in self.samples)
 
     @property
     def rewards(self) -> np.ndarray:
@@ -87,7 +113,17 @@ class Budget:
 
     def charge(self, batch: RolloutBatch) -> None:
         self.add(batch.num_samples, batch.num_tokens)
-        self.query(batch.num_samples)
+        self.query(batch.num_queries)
+
+    def prompts_left(self, prompts: int, n: int, queries_per_prompt: int | None = None) -> int:
+        """How many of ``prompts`` groups of ``n`` samples the next rollout may take: all of
+        them, or what is left of the sample (and, with ``queries_per_prompt``, the query)
+        budget in whole groups, rounded up, so the last rollout spends what is left."""
+        if self.max_samples is not None:
+            prompts = min(prompts, -(-(self.max_samples - self.samples) // n))
+        if self.max_queries is not None and queries_per_prompt:
+            prompts = min(prompts, -(-(self.max_queries - self.queries) // queries_per_prompt))
+        return max(prompts, 1)
 
     def add(self, samples: int, tokens: int) -> None:
         """Charge samples and tokens that did not come from a rollout (e.g. SFT examples)."""
@@ -127,72 +163,146 @@ def rollout(
     budget: Budget | None = None,
     prefix: str = "",
     suffix: str = "",
+    score: Callable[[list[Sample]], Sequence[bool]] | None = None,
     **sampling: Any,
 ) -> RolloutBatch:
-    """Sample ``n`` completions for each of ``envs.num_envs // n`` prompts and score them.
+    """Sample ``n`` completions for each of ``P`` problems and score them through ``envs``.
 
     Args:
-        envs: a vector env from ``gym.make_vec("lmgym/...", num_envs=P * n)``.
+        envs: a vector env from ``gym.make_vec("lmgym/...", num_envs=N)``, wrapped or not,
+            with ``N >= P * n``; sub-envs beyond ``P * n`` sit this rollout out.
         generator: any :class:`~lmgym.generation.generator.Generator`.
         n: completions per prompt (consecutive sub-envs form a group).
-        indices: the P problem indices to use (in order; e.g. the test split for evaluation);
-            by default each group's first sub-env draws the next problem of its seeded order.
+        indices: the ``P`` problem indices (in order; e.g. a split's first problems for
+            evaluation). By default ``P = N // n`` problems drawn from the env's seeded order.
         seed: seeds the problem order (on the first call) and the sampler.
-        budget: charged with the samples and tokens generated.
+        budget: charged with the samples, tokens and reward queries.
         prefix: text the generator sees before every prompt (e.g. a return-conditioning
             token); ``Sample.prompt_token_ids`` are the ids actually conditioned on.
         suffix: text the generator sees after every prompt, right before the completion.
+        score: single-turn tasks: given the unscored samples, which ones to send to the
+            env's reward (the others get reward ``nan`` and cost no query). Default: all.
         **sampling: ``temperature``, ``top_p``, ``max_tokens``, ``stop`` for the generator.
     """
     vec = envs.unwrapped
     if not isinstance(vec, LMVectorEnv):
         raise TypeError(f"rollout needs an lmgym vector env (gym.make_vec('lmgym/...')), got {type(vec).__name__}")
-    if n < 1 or vec.num_envs % n:
-        raise ValueError(f"num_envs={vec.num_envs} must be a multiple of n={n}")
-    num_prompts = vec.num_envs // n
-    if indices is not None and len(indices) != num_prompts:
-        raise ValueError(f"got {len(indices)} indices for {num_prompts} prompts (num_envs / n)")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if indices is None:
+        if vec.num_envs % n:
+            raise ValueError(f"num_envs={vec.num_envs} must be a multiple of n={n}")
+        indices = _draw_indices(envs, vec, n, seed)
+    indices = [int(i) for i in indices]
+    num_prompts, used = len(indices), len(indices) * n
+    if num_prompts < 1 or used > vec.num_envs:
+        raise ValueError(f"got {num_prompts} indices x n={n}: needs 1 to {vec.num_envs // n} indices for {vec.num_envs} sub-envs")
 
-    group_indices = []
-    for g in range(num_prompts):
-        leader = vec.envs[g * n]
-        if indices is not None:
-            leader.reset(options={"index": int(indices[g])})
-        elif leader.needs_reset:
-            first = leader.problem is None
-            leader.reset(seed=seed + g * n if (first and seed is not None) else None)
-        # else: SAME_STEP autoreset after the last rollout already drew the leader's next problem
-        group_indices.append(leader.problem.index)
-        for follower in vec.envs[g * n + 1 : (g + 1) * n]:
-            follower.reset(options={"index": leader.problem.index})
-
-    prompts = [vec.envs[g * n].prompt for g in range(num_prompts)]
+    # 1. every sub-env of group g starts problem indices[g]
+    prompts = start(envs, indices, n)
+    # 2. n completions per prompt in one generator call
     generations = generator.generate([prefix + p + suffix for p in prompts], n=n, seed=seed, **sampling)
-    completions = [c for generation in generations for c in generation.completions]
-    _, rewards, _, _, infos = vec.step([c.text for c in completions])
-    final_infos = _unbatch(infos.get("final_info", {}), vec.num_envs)
-
-    samples = []
-    for i, completion in enumerate(completions):
-        g = i // n
-        samples.append(
-            Sample(
-                prompt=prompts[g],
-                prompt_token_ids=generations[g].prompt_token_ids,
-                completion=completion.text,
-                token_ids=completion.token_ids,
-                logprobs=completion.logprobs,
-                finish_reason=completion.finish_reason,
-                reward=float(rewards[i]),
-                info=final_infos[i],
-                group=g,
-                problem_index=group_indices[g],
-            )
-        )
-    batch = RolloutBatch(samples, num_prompts, n)
+    running = list(range(used))
+    samples = [_sample(prompts[i // n], generations[i // n], generations[i // n].completions[i % n], i // n,
+                       indices[i // n]) for i in running]
+    if score is not None:
+        chosen = list(score(samples))
+        if len(chosen) != used:
+            raise ValueError(f"score() must return one bool per sample ({used}), got {len(chosen)}")
+        running = [i for i in running if chosen[i]]
+    returns = [0.0 if i in running else float("nan") for i in range(used)]
+    queries, turn = 0, 0
+    while running:
+        # 3. one batched step scores every running episode's answer; the others sit out
+        actions: list[str | None] = [None] * vec.num_envs
+        for i in running:
+            actions[i] = samples[i].completion
+        observations, rewards, terminated, truncated, infos = envs.step(actions)
+        queries += len(running)
+        ended = terminated | truncated
+        step_infos = _unbatch(infos, vec.num_envs)
+        final_infos = _unbatch(infos.get("final_info", {}), vec.num_envs)
+        for i in running:
+            returns[i] += float(rewards[i])
+            samples[i].reward = float(rewards[i])
+            samples[i].info = final_infos[i] if ended[i] else step_infos[i]
+        running = [i for i in running if not ended[i]]
+        if not running:
+            break
+        # 4. multi-turn: answer each running episode's new observation
+        turn += 1
+        generations = generator.generate([prefix + observations[i] + suffix for i in running], n=1,
+                                         seed=None if seed is None else seed + turn, **sampling)
+        for i, generation in zip(running, generations):
+            earlier = samples[i]
+            samples[i] = _sample(observations[i], generation, generation.completions[0], earlier.group,
+                                 earlier.problem_index)
+            samples[i].previous = [*earlier.previous, dataclasses.replace(earlier, previous=[])]
+    for sample, episode_return in zip(samples, returns):
+        sample.reward = episode_return
+    batch = RolloutBatch(samples, num_prompts, n, num_queries=queries)
     if budget is not None:
         budget.charge(batch)
     return batch
+
+
+def start(envs, indices: Sequence[int], n: int = 1) -> list[str]:
+    """Reset ``envs`` so that the ``n`` consecutive sub-envs of group ``g`` hold problem
+    ``indices[g]`` (sub-envs past ``len(indices) * n`` repeat the first one and sit the step
+    out); returns each group's prompt."""
+    num_envs = envs.unwrapped.num_envs
+    if len(indices) * n > num_envs:
+        raise ValueError(f"{len(indices)} problems x n={n} do not fit {num_envs} sub-envs")
+    observations, _ = envs.reset(options={"index": [int(indices[min(i // n, len(indices) - 1)]) for i in range(num_envs)]})
+    return [observations[g * n] for g in range(len(indices))]
+
+
+def _draw_indices(envs, vec: LMVectorEnv, n: int, seed: int | None) -> list[int]:
+    """The next problem of each group leader's seeded order (seeded on the first call)."""
+    first = vec.envs[0].problem is None
+    _, infos = envs.reset(seed=seed if first else None)
+    return [int(index) for index in infos["index"][::n]]
+
+
+def _sample(prompt: str, generation: Generation, completion, group: int, problem_index: int) -> Sample:
+    return Sample(prompt=prompt, prompt_token_ids=generation.prompt_token_ids, completion=completion.text,
+                  token_ids=completion.token_ids, logprobs=completion.logprobs,
+                  finish_reason=completion.finish_reason, reward=0.0, info={}, group=group,
+                  problem_index=problem_index)
+
+
+def evaluate(
+    envs,
+    generator: Generator,
+    *,
+    problems: int | None = None,
+    k: int = 1,
+    prefix: str = "",
+    suffix: str = "",
+    seed: int | None = None,
+    **sampling: Any,
+) -> RolloutBatch:
+    """The first ``problems`` problems of ``envs``' split (all by default), ``k`` completions
+    each: :func:`rollout` over them in order, ``envs.num_envs // k`` problems at a time.
+    Greedy (``temperature=0``) unless ``sampling`` says otherwise. Sample groups are problems."""
+    vec = envs.unwrapped
+    if not isinstance(vec, LMVectorEnv):
+        raise TypeError(f"evaluate needs an lmgym vector env (gym.make_vec('lmgym/...')), got {type(vec).__name__}")
+    total = vec.num_problems if problems is None else min(problems, vec.num_problems)
+    per_rollout = vec.num_envs // k
+    if per_rollout < 1:
+        raise ValueError(f"num_envs={vec.num_envs} is fewer than k={k}")
+    sampling.setdefault("temperature", 0.0)
+    samples: list[Sample] = []
+    queries = 0
+    for start in range(0, total, per_rollout):
+        batch = rollout(envs, generator, k, indices=range(start, min(start + per_rollout, total)), seed=seed,
+                        prefix=prefix, suffix=suffix, **sampling)
+        for sample in batch.samples:
+            sample.group += start
+        samples += batch.samples
+        queries += batch.num_queries
+    return RolloutBatch(samples, total, k, num_queries=queries)
 
 
 def _unbatch(infos: dict, num_envs: int) -> list[dict]:

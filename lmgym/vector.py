@@ -11,6 +11,11 @@ ended episode's last observation and info are in ``info["final_obs"]`` and
 
 Sub-env ``i`` is seeded with ``seed + i`` on ``reset(seed=seed)``; ``reset(options={"index":
 [i0, i1, ...]})`` selects problems by index per sub-env (for ordered evaluation).
+
+An action of ``None`` leaves its sub-env as it is: not stepped, not scored, reward 0, neither
+terminated nor truncated, no info. :func:`lmgym.rollout.rollout` uses it for the sub-envs
+whose multi-turn episode has already ended while others go on, for sub-envs it does not need,
+and for samples an agent chooses not to ask the reward about.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
@@ -77,13 +83,27 @@ class LMVectorEnv(VectorEnv):
             infos = self._add_info(infos, info, i)
         return tuple(observations), infos
 
-    def step(self, actions: Sequence[str]):
+    @property
+    def num_problems(self) -> int:
+        """Problems in the split the sub-envs draw from."""
+        return self.envs[0].num_problems
+
+    def reference_solutions(self) -> list[str | None]:
+        """Each sub-env's current problem's worked reference solution (``None`` where the task
+        has none), for agents that learn from demonstrations (SFT). Never part of an
+        observation; call it after ``reset``."""
+        if any(env.problem is None for env in self.envs):
+            raise gym.error.ResetNeeded("call reset() before reference_solutions()")
+        return [env.problem.solution for env in self.envs]
+
+    def step(self, actions: Sequence[str | None]):
         if isinstance(actions, str) or len(actions) != self.num_envs:
             raise ValueError(f"step() needs a sequence of {self.num_envs} completions")
-        errors = [env.begin_step(action) for env, action in zip(self.envs, actions)]
-        valid = [i for i, error in enumerate(errors) if error is None]
-        scored = self.task.score_batch([self.envs[i].problem for i in valid], [actions[i] for i in valid])
-        results: list[tuple[float, dict]] = [(0.0, {"error": error}) for error in errors]
+        stepped = [i for i, action in enumerate(actions) if action is not None]
+        errors = {i: self.envs[i].begin_step(actions[i]) for i in stepped}
+        valid = [i for i in stepped if errors[i] is None]
+        scored = self.task.score_batch([self.envs[i].problem for i in valid], [actions[i] for i in valid]) if valid else []
+        results: dict[int, tuple[float, dict]] = {i: (0.0, {"error": errors[i]}) for i in stepped}
         for i, result in zip(valid, scored):
             results[i] = result
 
@@ -91,7 +111,11 @@ class LMVectorEnv(VectorEnv):
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         terminations = np.zeros(self.num_envs, dtype=bool)
         truncations = np.zeros(self.num_envs, dtype=bool)
-        for i, (env, action, (reward, info)) in enumerate(zip(self.envs, actions, results)):
+        for i, (env, action) in enumerate(zip(self.envs, actions)):
+            if action is None:
+                observations.append(env.prompt)
+                continue
+            reward, info = results[i]
             observation, rewards[i], terminations[i], truncations[i], info = env.finish_step(action, reward, info)
             if terminations[i] or truncations[i]:
                 infos = self._add_info(infos, {"final_obs": observation, "final_info": info}, i)

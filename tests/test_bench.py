@@ -101,7 +101,7 @@ def test_unknown_ids_fail_before_training(tmp_path, capsys):
 
 def test_unknown_agent_override_key_is_an_error(config):
     bad = BenchConfig(**{**config.__dict__, "agents": ["exit"], "seeds": [0], "agent_overrides": {"exit": {"learning_rate": 1}}})
-    with pytest.raises(ValueError, match="unknown exit config key"):
+    with pytest.raises(ValueError, match="unknown ExItConfig field"):
         run_bench(bad, progress=False)
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import gymnasium as gym
+import numpy as np
 import pytest
 
 from lmgym.generation.hf import HFGenerator
-from lmgym.rollout import Budget, rollout
+from lmgym.rollout import Budget, evaluate, rollout
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_bad_arguments(generator):
     with pytest.raises(ValueError, match="multiple of n=4"):
         rollout(envs, generator, n=4)
     with pytest.raises(ValueError, match="indices"):
-        rollout(envs, generator, n=2, indices=[0])
+        rollout(envs, generator, n=2, indices=[0, 1, 2, 3])  # 4 x 2 sub-envs needed, 6 there
     with pytest.raises(TypeError, match="vector env"):
         rollout(gym.make("lmgym/Arithmetic-v0"), generator)
     with pytest.raises(ValueError, match="max_samples"):
@@ -87,3 +88,89 @@ def test_budget_counts_reward_queries_apart_from_samples():
     assert (restored.queries, restored.max_queries, restored.samples) == (3, 3, 10)
     with pytest.raises(ValueError):
         Budget(max_queries=0)
+
+
+def test_fewer_problems_than_sub_envs_leave_the_rest_out(generator):
+    envs = gym.make_vec("lmgym/Arithmetic-v0", num_envs=8, split="test")
+    budget = Budget()
+    batch = rollout(envs, generator, n=2, indices=[3], budget=budget, max_tokens=4)
+    assert batch.num_samples == 2 and [s.problem_index for s in batch.samples] == [3, 3]
+    assert budget.samples == 2 and budget.queries == 2
+
+
+def test_the_last_rollout_is_shrunk_to_the_budget_in_whole_groups():
+    budget = Budget(max_samples=10, max_queries=7)
+    assert budget.prompts_left(64, 4) == 3  # 10 samples left: 3 groups of 4 (rounded up)
+    budget.add(8, 0)
+    assert budget.prompts_left(64, 4) == 1 and budget.prompts_left(64, 4, queries_per_prompt=1) == 1
+    budget.query(5)
+    assert budget.prompts_left(64, 1, queries_per_prompt=1) == 2
+
+
+def test_vector_wrappers_are_honoured_in_training_and_evaluation(generator):
+    """A reward wrapper around the vector env changes what rollout and evaluate report."""
+    from gymnasium.wrappers.vector import TransformReward
+
+    envs = gym.make_vec("lmgym/Arithmetic-v0", num_envs=4, split="test")
+    plain = evaluate(envs, generator, problems=8, max_tokens=4)
+    shifted = evaluate(TransformReward(envs, lambda r: r + 10.0), generator, problems=8, max_tokens=4)
+    assert plain.num_samples == shifted.num_samples == 8
+    assert shifted.rewards.tolist() == (plain.rewards + 10.0).tolist()
+    batch = rollout(TransformReward(envs, lambda r: r - 1.0), generator, n=2, indices=[0, 1], max_tokens=4)
+    assert all(s.reward <= 0.0 for s in batch.samples)
+
+
+def test_evaluate_goes_over_the_split_in_order_and_greedy_by_default(generator):
+    envs = gym.make_vec("lmgym/Arithmetic-v0", num_envs=6, split="test", test_size=10)
+    batch = evaluate(envs, generator, max_tokens=4)
+    assert [s.problem_index for s in batch.samples] == list(range(10)) and batch.num_prompts == 10
+    assert [s.group for s in batch.samples] == list(range(10))
+    again = evaluate(envs, generator, max_tokens=4)
+    assert [s.completion for s in again.samples] == [s.completion for s in batch.samples]  # greedy
+    sampled = evaluate(envs, generator, k=3, problems=4, temperature=1.0, max_tokens=4, seed=0)
+    assert sampled.grouped_rewards().shape == (4, 3)
+    assert [s.problem_index for s in sampled.samples] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+
+
+def test_score_selects_which_samples_the_env_scores(generator):
+    envs = gym.make_vec("lmgym/Arithmetic-v0", num_envs=4)
+    budget = Budget()
+    batch = rollout(envs, generator, n=2, indices=[0, 1], budget=budget, max_tokens=4,
+                    score=lambda samples: [i % 2 == 0 for i in range(len(samples))])
+    rewards = batch.rewards
+    assert np.isnan(rewards[1]) and np.isnan(rewards[3]) and not np.isnan(rewards[0]) and not np.isnan(rewards[2])
+    assert budget.samples == 4 and budget.queries == 2
+    assert batch.samples[1].info == {} and "reason" in batch.samples[0].info
+
+
+def test_multi_turn_episodes_run_to_their_end_through_the_same_rollout(tiny_model_dir):
+    """MBPP-Feedback: an episode that fails its tests goes on with the feedback as its next
+    observation; one that passes ends. Each sample is an episode with its turns."""
+    from lmgym.generation.generator import Completion, Generator
+
+    class Scripted(Generator):  # a wrong answer, then the reference solution
+        def __init__(self, solutions):
+            self.solutions, self.tokenizer, self.max_model_len = solutions, HFGenerator(tiny_model_dir).tokenizer, 1 << 20
+
+        def _generate(self, generations, n, *args):
+            for generation in generations:
+                first_turn = "Feedback:" not in generation.prompt
+                problem = next(k for k in self.solutions if k in generation.prompt)
+                text = "def nothing():\n    return None\n" if first_turn and problem != "pass-first" else self.solutions[problem]
+                generation.completions = [Completion(text, [0, 1], [0.0, 0.0], "stop") for _ in range(n)]
+
+        def load_weights(self, state_dict):
+            pass
+
+    envs = gym.make_vec("lmgym/MBPP-Feedback-v0", num_envs=2, split="test", turn_penalty=0.1)
+    task = envs.unwrapped.task
+    first, second = task.problem("test", 0), task.problem("test", 1)
+    solutions = {first.meta["tests"][0]: "```python\n" + first.solution + "\n```"}
+    solutions[second.meta["tests"][0]] = "```python\n" + second.solution + "\n```"
+    budget = Budget()
+    batch = rollout(envs, Scripted(solutions), n=1, indices=[0, 1], budget=budget)
+    for sample in batch.samples:
+        assert len(sample.turns) == 2 and sample.previous[0].reward == pytest.approx(-0.1)
+        assert "Feedback:" in sample.prompt and sample.info["passed"] and sample.info["turn"] == 2
+        assert sample.reward == pytest.approx(1.0 - 0.1)  # the return: the penalty, then the pass
+    assert budget.samples == 2 and budget.queries == 4 and budget.tokens == 8

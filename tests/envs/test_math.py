@@ -1,87 +1,39 @@
-"""The math environments under the Gymnasium contract, on real data."""
+"""The math tasks (lmgym/envs/math.py) on real data. The contract every env shares is in tests/test_core.py."""
 
 from __future__ import annotations
 
 import gymnasium as gym
-import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
 
-import lmgym
-from lmgym.core import UnicodeText
+import lmgym.core
 from lmgym.envs.math import ArithmeticTask, GSM8KTask, GSMSymbolicTask
 from lmgym.rewards.math import verify
 
-ALL_IDS = sorted(set(lmgym.TASKS) - lmgym.NEEDS_DOWNLOAD)  # the others: tests/envs/test_summarization.py
-
-
-@pytest.mark.parametrize("env_id", ALL_IDS)
-def test_check_env_passes_for_every_registered_id(env_id):
-    env = gym.make(env_id)
-    check_env(env.unwrapped, skip_render_check=False)
-    env.close()
-
-
-@pytest.mark.parametrize("env_id", ALL_IDS)
-def test_seeded_order_is_reproducible_and_seeds_differ(env_id):
-    def prompts(seed):
-        env = gym.make(env_id)
-        first = env.reset(seed=seed)[0]
-        return [first] + [env.reset()[0] for _ in range(4)]
-
-    assert prompts(7) == prompts(7)
-    if gym.make(env_id).unwrapped.num_problems > 1:  # (the bandit has one prompt)
-        assert prompts(7) != prompts(8)
-
-
-@pytest.mark.parametrize("env_id", ALL_IDS)
-def test_index_option_selects_problems_in_source_order(env_id):
-    env = gym.make(env_id, split="test")
-    task = env.unwrapped.task
-    for index in sorted({0, min(3, env.unwrapped.num_problems - 1)}):
-        prompt, info = env.reset(options={"index": index})
-        assert info == {"index": index, "split": "test"}
-        assert task.problem("test", index).question in prompt
-        # the reference solution, submitted as the completion, scores the best reward
-        solution = task.problem("test", index).solution
-        best = getattr(task, "best_reward", 1.0)  # (the bandit's best arm pays 2.5)
-        assert env.step(solution)[1] == best
-    with pytest.raises(IndexError):
-        env.reset(options={"index": env.unwrapped.num_problems})
-    with pytest.raises(ValueError, match="unknown reset options"):
-        env.reset(options={"idx": 0})
-
-
-@pytest.mark.parametrize("env_id", ALL_IDS)
-def test_observation_never_contains_the_reference_solution(env_id):
-    env = gym.make(env_id)
-    for seed in range(5):
-        prompt, info = env.reset(seed=seed)
-        problem, task = env.unwrapped.problem, env.unwrapped.task
-        assert prompt == task.plain_template.format(question=problem.question)  # the question, nothing more
-        if "document" in problem.meta:
-            continue  # summaries are extractive: the document holds the reference's sentences by design
-        assert problem.solution not in task.plain_template.format(question=problem.question) or len(problem.solution) < 4
-        assert "reference_answer" not in info
-        assert env.observation_space.contains(prompt)
-
-
 def test_gsm8k_loads_the_local_copy_with_its_unicode(offline_data_dir):
     env = gym.make("lmgym/GSM8K-v0", split="test")
-    assert env.unwrapped.num_problems == 1319
+    assert env.unwrapped.num_problems == _lines(offline_data_dir / "gsm8k" / "test.jsonl")
     prompt, _ = env.reset(options={"index": 0})
     assert "Janet\u2019s ducks" in prompt  # non-ASCII survives and is inside the space
     assert env.observation_space.contains(prompt)
     _, reward, terminated, truncated, info = env.step("She makes 9 * 2 = $18.\n#### 18")
     assert (reward, terminated, truncated) == (1.0, True, False)
     assert info["extracted_answer"] == "18" and info["reference_answer"] == "18"
-    assert gym.make("lmgym/GSM8K-v0").unwrapped.num_problems == 7473
+    assert gym.make("lmgym/GSM8K-v0").unwrapped.num_problems == _lines(offline_data_dir / "gsm8k" / "train.jsonl")
+
+
+def _lines(path) -> int:
+    return sum(1 for line in open(path, encoding="utf-8") if line.strip())
+
+
+@pytest.mark.full_data
+def test_gsm8k_full_splits_have_their_published_sizes():
+    assert [gym.make("lmgym/GSM8K-v0", split=s).unwrapped.num_problems for s in ("train", "test")] == [7473, 1319]
 
 
 def test_gsm8k_data_paths(offline_data_dir, tmp_path, monkeypatch):
     # a folder with the split files directly inside, given as a keyword
     task = GSM8KTask(data_dir=offline_data_dir / "gsm8k")
-    assert task.num_problems("test") == 1319
+    assert task.num_problems("test") == _lines(offline_data_dir / "gsm8k" / "test.jsonl")
     # explicit files
     small = tmp_path / "small.jsonl"
     small.write_text('{"question": "1+1?", "answer": "1+1=<<1+1=2>>2\\n#### 2"}\n')
@@ -90,7 +42,7 @@ def test_gsm8k_data_paths(offline_data_dir, tmp_path, monkeypatch):
     # clear errors for missing paths, in the keyword and in the environment variable
     with pytest.raises(FileNotFoundError, match="not a directory"):
         GSM8KTask(data_dir=tmp_path / "nope")
-    with pytest.raises(FileNotFoundError, match="split not found"):
+    with pytest.raises(FileNotFoundError, match="file not found"):
         GSM8KTask(data_dir=tmp_path)
     monkeypatch.setenv("LMGYM_DATA_DIR", str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError, match="LMGYM_DATA_DIR"):
@@ -178,71 +130,3 @@ class TestPromptTemplates:
             gym.make("lmgym/Arithmetic-v0", prompt_template="fancy")
 
 
-class TestBadInput:
-    """Documented in lmgym.core: caller bugs raise, bad model output scores 0 with info['error']."""
-
-    @pytest.fixture
-    def env(self):
-        env = gym.make("lmgym/GSM8K-v0")
-        env.reset(seed=0)
-        return env
-
-    @pytest.mark.parametrize("action", [None, 42, ["#### 1"], b"#### 1"])
-    def test_non_str_action_raises_type_error(self, env, action):
-        with pytest.raises(TypeError, match="must be a str"):
-            env.step(action)
-
-    def test_ten_megabyte_action_scores_zero_quickly(self, env):
-        import time
-
-        start = time.perf_counter()
-        _, reward, terminated, _, info = env.step("9" * 10_000_000)
-        assert time.perf_counter() - start < 1.0
-        assert reward == 0.0 and terminated and "too long" in info["error"]
-
-    def test_invalid_surrogates_score_zero(self, env):
-        action = b"#### \xff\xfe".decode("utf-8", errors="surrogateescape")
-        _, reward, _, _, info = env.step(action)
-        assert reward == 0.0 and "Unicode" in info["error"]
-
-    def test_step_before_reset_and_after_the_end(self):
-        raw = gym.make("lmgym/Arithmetic-v0").unwrapped
-        with pytest.raises(gym.error.ResetNeeded, match="before step"):
-            raw.step("1")
-        raw.reset(seed=0)
-        raw.step("1")
-        with pytest.raises(gym.error.ResetNeeded, match="episode is over"):
-            raw.step("1")
-        with pytest.raises(gym.error.ResetNeeded):
-            gym.make("lmgym/Arithmetic-v0").step("1")  # through gym.make's wrappers too
-
-    def test_unknown_split(self):
-        with pytest.raises(ValueError, match="unknown split 'validation'"):
-            gym.make("lmgym/Arithmetic-v0", split="validation")
-
-
-def test_unicode_text_space():
-    space = UnicodeText(10, min_length=1)
-    assert space.contains("naïve €5") and not space.contains("") and not space.contains("x" * 11)
-    assert not space.contains("a\udcff") and not space.contains(b"abc")
-    space.seed(0)
-    assert all(space.contains(space.sample()) for _ in range(20))
-
-
-def test_render_ansi():
-    env = gym.make("lmgym/Arithmetic-v0", render_mode="ansi")
-    env.reset(options={"index": 0})
-    env.step("12")
-    text = env.render()
-    assert "reward" in text and env.unwrapped.problem.question in text
-
-
-def test_importing_lmgym_registers_ids_with_gymnasium():
-    import subprocess
-    import sys
-
-    code = "import gymnasium as gym; import lmgym; print(sorted(k for k in gym.registry if k.startswith('lmgym/')))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert eval(out) == sorted(lmgym.TASKS)
-    code = "import gymnasium as gym; gym.make('lmgym:lmgym/Arithmetic-v0')"  # no explicit import
-    subprocess.run([sys.executable, "-c", code], check=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lmgym.generation.generator import make_generator
-from lmgym.generation.hf import HFGenerator, score_logprobs
+from lmgym.generation import make_generator
+from agents.core import score_logprobs
+from lmgym.generation.hf import HFGenerator
 
 PROMPTS = ["12+34=", "7-5=", "a longer prompt: 99*9="]
 
@@ -98,12 +99,25 @@ def test_make_generator_errors(tiny_model_dir, tmp_path, monkeypatch):
         make_generator(tmp_path / "no-such-model", backend="hf")
     with pytest.raises(FileNotFoundError, match="no config.json"):
         make_generator(tmp_path, backend="hf")
-    import lmgym.generation.generator as generator_module
+    import lmgym.generation
 
-    monkeypatch.setattr(generator_module, "vllm_available", lambda: False)
+    monkeypatch.setattr(lmgym.generation, "vllm_available", lambda: False)
     with pytest.raises(ImportError, match=r"pip install 'lmgym\[vllm\]' \(GPU\) or 'lmgym\[cpu\]'"):
         make_generator(tiny_model_dir, backend="vllm")
     assert make_generator(tiny_model_dir, backend="auto").backend == "hf"
+
+
+def test_the_interface_does_not_import_its_backends():
+    import subprocess
+    import sys
+
+    code = ("import sys, lmgym.generation.generator; "
+            "print(sorted(m for m in sys.modules if m.startswith('lmgym.generation.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert eval(out) == ["lmgym.generation.generator"]
+    from lmgym.generation.generator import make_generator as old_path  # the old import still works
+
+    assert old_path is make_generator
 
 
 def test_load_weights_follows_the_trainer(tiny_model_dir):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lmgym.generation.hf import HFGenerator, score_logprobs
+from agents.core import score_logprobs
+from lmgym.generation.hf import HFGenerator
 
 pytestmark = pytest.mark.vllm
 

@@ -1,0 +1,222 @@
+"""The shared agent core (agents/core.py): its pure functions against hand values, and what every
+agent gets from it (budgets, checkpoint/resume, evaluation, logging), looped over the registry."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from agents import AGENTS, load_agent
+from agents.core import completion_logprobs, kl_penalty, masked_mean, masked_whiten, nll_loss
+from lmgym.rollout import Budget
+from tests.agents.conftest import ENV, small_config
+
+t = lambda *values: torch.tensor(values, dtype=torch.float64)
+
+
+def test_kl_estimators_by_hand():
+    logp, ref = torch.tensor([math.log(0.5)]), torch.tensor([math.log(0.25)])
+    assert kl_penalty(logp, ref, "k1").item() == pytest.approx(math.log(2))
+    assert kl_penalty(logp, ref, "k2").item() == pytest.approx(0.5 * math.log(2) ** 2)
+    assert kl_penalty(logp, ref, "k3").item() == pytest.approx(0.5 - 1 + math.log(2))
+    assert kl_penalty(ref, ref, "k3").item() == 0.0
+    with pytest.raises(ValueError):
+        kl_penalty(logp, ref, "k4")
+
+
+def test_masked_statistics_ignore_padding():
+    values = torch.tensor([[1.0, 3.0, 100.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    assert masked_mean(values, mask).item() == 2.0
+    whitened = masked_whiten(values, mask)
+    torch.testing.assert_close(whitened, torch.tensor([[-1.0, 1.0, 0.0]]), atol=1e-4, rtol=0)
+    assert nll_loss(torch.log(torch.tensor([[0.5, 0.25, 1e-9]])), mask).item() == pytest.approx(-(math.log(0.5) + math.log(0.25)) / 2)
+
+
+def test_weighted_nll_by_hand():
+    logprobs = torch.tensor([[-1.0, -2.0], [-3.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    assert nll_loss(logprobs, mask).item() == pytest.approx(2.0)  # (1 + 2 + 3) / 3 tokens
+    assert nll_loss(logprobs, mask, torch.ones(2)).item() == pytest.approx(2.0)
+    assert nll_loss(logprobs, mask, torch.tensor([2.0, 0.0])).item() == pytest.approx(2.0)  # 2 * (1 + 2) / 3
+    assert nll_loss(logprobs, mask, torch.tensor([0.5, 2.0])).item() == pytest.approx((0.5 * 3 + 2 * 3) / 3)
+
+
+def test_completion_logprobs_mask_the_prompt_and_match_full_sequence_scores(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    prompts, completions = [[5, 6, 7], [8]], [[9, 10], [11, 12, 13, 2]]
+
+    def one_by_one(prompt, completion):  # each sequence alone, no padding: the reference
+        ids = torch.tensor([prompt + completion])
+        logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1]
+        return torch.log_softmax(logits, -1).gather(-1, torch.tensor(completion)[:, None]).squeeze(-1)
+
+    with torch.no_grad():
+        logprobs, mask = completion_logprobs(model, prompts, completions, pad_token_id=0)
+        expected = [one_by_one(p, c) for p, c in zip(prompts, completions)]
+    assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
+    torch.testing.assert_close(logprobs[0, :2], expected[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(logprobs[1], expected[1], atol=1e-5, rtol=0)
+    assert logprobs[0, 2:].abs().sum() == 0
+
+
+@pytest.mark.parametrize("name", ["sft", "ppo", "exit"])
+def test_the_last_iteration_spends_exactly_the_budget(name, warm_model_dir):
+    from tests.conftest import EASY_ARITHMETIC
+
+    agent_class = load_agent(name)
+    agent = agent_class(small_config(agent_class, warm_model_dir))  # 8 samples per iteration
+    result = agent.learn(ENV, Budget(max_samples=20), env_kwargs=EASY_ARITHMETIC, progress=False)
+    assert result.budget["samples"] == 20 and agent.iteration_count == 3
+
+
+def test_base_policy_spends_nothing(tiny_model_dir):
+    agent = load_agent("base")(small_config(load_agent("base"), tiny_model_dir))
+    result = agent.learn(ENV, Budget(max_samples=100), progress=False)
+    assert result.budget["samples"] == 0 and len(result.curve) == 1
+
+
+@pytest.mark.parametrize("name", ["ppo", "exit", "rcrl"])
+def test_interrupted_run_resumes_to_the_same_state(name, tiny_model_dir, tmp_path):
+    agent_class = load_agent(name)
+    extra = {"reward_threshold": 0.0} if name == "exit" else {}
+    config = small_config(agent_class, tiny_model_dir, eval_every=8, **extra)
+
+    straight = agent_class(config)
+    straight.learn(ENV, Budget(max_samples=32), run_dir=tmp_path / "straight", progress=False)
+
+    interrupted = agent_class(config)
+    interrupted.learn(ENV, Budget(max_samples=32), run_dir=tmp_path / "resumed", stop_after=2, progress=False)
+    assert interrupted.iteration_count == 2
+    resumed = agent_class(config)  # a new process would start exactly like this
+    result = resumed.learn(ENV, Budget(max_samples=32), run_dir=tmp_path / "resumed", progress=False)
+
+    assert resumed.iteration_count == straight.iteration_count == 4
+    assert result.curve == straight.curve
+    for (key, a), b in zip(straight.policy.state_dict().items(), resumed.policy.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=key)
+
+
+def test_checkpoints_are_written_atomically_and_checked(tiny_model_dir, tmp_path):
+    agent_class = load_agent("exit")
+    agent = agent_class(small_config(agent_class, tiny_model_dir))
+    agent.learn(ENV, Budget(max_samples=8), run_dir=tmp_path, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temp files left
+    ppo = load_agent("ppo")(small_config(load_agent("ppo"), tiny_model_dir))
+    with pytest.raises(ValueError, match="checkpoint of 'exit'"):
+        ppo.load(tmp_path / "checkpoint.pt")
+
+
+def test_registry_and_config_errors(tiny_model_dir):
+    assert set(AGENTS) >= {"base", "sft", "ppo", "exit", "rcrl"}
+    with pytest.raises(ValueError, match="unknown agent"):
+        load_agent("a2c")
+    ppo = load_agent("ppo")
+    with pytest.raises(TypeError, match="takes a PPOConfig"):
+        ppo(load_agent("exit").Config(model=str(tiny_model_dir)))
+
+
+@pytest.mark.vllm
+def test_ppo_with_the_vllm_sampler_keeps_it_in_sync(tiny_model_dir, vllm_generator):
+    from transformers import AutoModelForCausalLM
+
+    agent_class = load_agent("ppo")
+    agent = agent_class(small_config(agent_class, tiny_model_dir, backend="vllm"), generator=vllm_generator)
+    original = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    vllm_generator.load_weights(original)
+    try:
+        agent.learn(ENV, Budget(max_samples=24), progress=False)
+        # iterations 2 and 3 sampled from weights synced after updates: the sampler matches the trainer
+        assert max(m["sampler/logprob_mismatch"] for m in agent.train_log) < 1e-3
+    finally:
+        vllm_generator.load_weights(original)
+
+
+CORE_KEYS = {"samples", "tokens", "queries", "iteration", "optimizer_steps", "trained_tokens"}
+
+
+@pytest.mark.parametrize("name", sorted(set(AGENTS) - {"base"}))
+def test_every_registered_agent_learns_end_to_end_and_logs_the_core_keys(name, warm_model_dir, tmp_path):
+    """A new agent in the registry is tested here for free: a few updates on the real
+    generator and env, every parameter trained, the shared counters logged, the budget spent."""
+    from tests.conftest import EASY_ARITHMETIC
+
+    agent_class = load_agent(name)
+    agent = agent_class(small_config(agent_class, warm_model_dir, warmup_steps=0))
+    before = {k: v.clone() for k, v in agent.policy.named_parameters()}
+    result = agent.learn(ENV, Budget(max_samples=32), run_dir=tmp_path, env_kwargs=EASY_ARITHMETIC, progress=False)
+    assert result.budget["samples"] == 32
+    assert [row["samples"] for row in result.curve] == [0, 32]
+    assert all(0.0 <= row["test/mean_reward"] <= 1.0 for row in result.curve)
+    for metrics in agent.train_log:
+        assert CORE_KEYS <= set(metrics), CORE_KEYS - set(metrics)
+        assert all(math.isfinite(v) for v in metrics.values() if isinstance(v, float))
+        assert name == "sft" or "train/reward" in metrics  # every agent that samples
+    last = agent.train_log[-1]
+    assert last["optimizer_steps"] == agent.optimizer_steps >= 1  # (ExIt/DPO skip a round with nothing to learn)
+    assert last["trained_tokens"] >= last["optimizer_steps"]
+    assert CORE_KEYS <= set(result.curve[-1])
+    unchanged = [k for k, v in agent.policy.named_parameters() if torch.equal(v, before[k])]
+    assert not unchanged, f"parameters that did not train: {unchanged[:5]}"
+    if name == "joint":  # feedback is charged apart from samples: one query per prompt
+        assert result.budget["queries"] == 32 // agent.config.samples_per_prompt
+    elif name != "sft":
+        assert result.budget["queries"] == 32
+    assert len(agent.act(["12+34=", "5-7="])) == 2
+
+
+@pytest.mark.parametrize("name", sorted(set(AGENTS) - {"base"}))
+def test_every_config_field_has_a_one_line_doc_and_iteration_one_signature(name):
+    import inspect
+
+    from agents.core import Agent, config_docs
+
+    agent_class = load_agent(name)
+    undocumented = [field for field, _, _, doc in config_docs(agent_class.Config) if not doc]
+    assert not undocumented, f"{name}: config fields without a doc: {undocumented}"
+    assert list(inspect.signature(agent_class.iteration).parameters) == list(inspect.signature(Agent.iteration).parameters)
+
+
+def test_help_agent_prints_every_field(capsys):
+    from lmgym.cli import main
+
+    assert main(["bench", "--help-agent", "ppo"]) == 0
+    out = capsys.readouterr().out
+    assert "minibatch_size" in out and "sequences per optimizer step" in out and "clip_range" in out
+
+
+def test_configs_of_earlier_versions_still_load():
+    from agents.core import config_from_dict
+
+    ppo = config_from_dict(load_agent("ppo").Config, {"ppo_epochs": 2, "minibatches": 4, "prompts_per_iteration": 64})
+    assert (ppo.epochs, ppo.minibatch_size) == (2, 64)  # 64 x 4 samples in 4 minibatches
+    exit_config = config_from_dict(load_agent("exit").Config, {"sft_epochs": 3, "sft_batch_size": 32})
+    assert (exit_config.epochs, exit_config.minibatch_size) == (3, 32)
+    with pytest.raises(ValueError, match="unknown PPOConfig field"):
+        config_from_dict(load_agent("ppo").Config, {"learning_rate": 1.0})
+
+
+def test_an_agent_trains_on_a_multi_turn_code_env(tmp_path):
+    """GRPO on MBPP-Feedback through the same rollout: failed attempts get the failing test as
+    their next observation, each episode is one sample, every turn's tokens and scored steps
+    are charged."""
+    from transformers import LlamaForCausalLM
+
+    from lmgym.models import char_tokenizer, tiny_llama_config
+
+    tokenizer = char_tokenizer()  # a tiny model with room for a prompt, an attempt and its feedback
+    LlamaForCausalLM(tiny_llama_config(tokenizer, max_position_embeddings=8192)).save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    agent_class = load_agent("grpo")
+    agent = agent_class(small_config(agent_class, tmp_path / "model", max_new_tokens=8, eval_problems=2))
+    short_prompt = lambda problem: f"# {problem.meta['entry_point']}\n"  # the tiny model's context is 512 tokens
+    result = agent.learn("lmgym/MBPP-Feedback-v0", Budget(max_samples=16), progress=False,
+                         env_kwargs={"max_turns": 2, "prompt_template": short_prompt, "timeout": 3.0})
+    assert result.budget["samples"] == 16
+    assert result.budget["queries"] == 32  # nothing the tiny model writes passes: every episode takes both turns
+    assert result.budget["tokens"] > 16 * 8  # both turns' tokens
+    assert all(math.isfinite(m["losses/policy"]) for m in agent.train_log)

@@ -1,0 +1,29 @@
+"""GRPO and RLOO (agents/grpo.py): group advantages and the clipped loss against hand values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from agents.grpo import clipped_policy_loss, group_advantages
+
+t = lambda *values: torch.tensor(values, dtype=torch.float64)
+
+
+def test_group_advantages():
+    rewards = t(1.0, 0.0, 0.0, 1.0).view(1, 4)
+    assert group_advantages(rewards, "rloo")[0].tolist() == pytest.approx([2 / 3, -2 / 3, -2 / 3, 2 / 3])
+    scaled = 0.5 / (math.sqrt(1 / 3) + 1e-4)  # unbiased std of (1, 0, 0, 1) is sqrt(1/3)
+    assert group_advantages(rewards, "grpo")[0].tolist() == pytest.approx([scaled, -scaled, -scaled, scaled])
+    assert group_advantages(rewards, "grpo", scale_rewards=False)[0].tolist() == pytest.approx([0.5, -0.5, -0.5, 0.5])
+    assert group_advantages(t(1.0, 1.0).view(1, 2), "grpo").tolist() == [[0.0, 0.0]]  # no signal, no NaN
+
+
+def test_clipped_policy_loss_by_hand():
+    old = torch.zeros(1, 2, dtype=torch.float64)
+    new = torch.log(t(1.5, 0.9)).view(1, 2)  # ratios 1.5 (clipped to 1.2 for A > 0) and 0.9
+    mask = torch.ones(1, 2, dtype=torch.float64)
+    loss, clipfrac = clipped_policy_loss(new, old, t(1.0), mask, clip_range=0.2)
+    assert loss.item() == pytest.approx(-(1.2 + 0.9) / 2) and clipfrac == 0.5

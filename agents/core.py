@@ -437,7 +437,7 @@ class Agent:
         """Greedy mean reward (accuracy for exact-answer tasks) on the first test problems: the
         training rollout at temperature 0, on the agent's conditioned prompts."""
         envs = self.evaluation_envs(env_id, env_kwargs, 1, problems)
-        batch = evaluation_rollout(envs, self.generator, prefix=self.prompt_prefix(), suffix=self.prompt_suffix(),
+        batch = evaluation_rollout(envs, self.generator, problems=envs.unwrapped.num_envs, prefix=self.prompt_prefix(), suffix=self.prompt_suffix(),
                          max_tokens=self.config.max_new_tokens, seed=self.iteration_seed())
         return {"test/mean_reward": float(batch.rewards.mean()), "test/problems": batch.num_prompts}
 
@@ -448,7 +448,7 @@ class Agent:
         from lmgym.metrics import maj_at_k, pass_at_k
 
         envs = self.evaluation_envs(env_id, env_kwargs, k, problems)
-        batch = evaluation_rollout(envs, self.generator, k=k, prefix=self.prompt_prefix(), suffix=self.prompt_suffix(),
+        batch = evaluation_rollout(envs, self.generator, problems=envs.unwrapped.num_envs // k, k=k, prefix=self.prompt_prefix(), suffix=self.prompt_suffix(),
                          temperature=self.config.temperature, top_p=self.config.top_p,
                          max_tokens=self.config.max_new_tokens, seed=self.iteration_seed())
         rewards = batch.grouped_rewards()

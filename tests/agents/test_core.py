@@ -151,7 +151,7 @@ def test_every_registered_agent_learns_end_to_end_and_logs_the_core_keys(name, w
     result = agent.learn(ENV, Budget(max_samples=32), run_dir=tmp_path, env_kwargs=EASY_ARITHMETIC, progress=False)
     assert result.budget["samples"] == 32
     assert [row["samples"] for row in result.curve] == [0, 32]
-    assert all(0.0 <= row["test/mean_reward"] <= 1.0 for row in result.curve)
+    assert all(0.0 <= row["test/mean_reward"] <= 1.0 and row["test/problems"] == 20 for row in result.curve)
     for metrics in agent.train_log:
         assert CORE_KEYS <= set(metrics), CORE_KEYS - set(metrics)
         assert all(math.isfinite(v) for v in metrics.values() if isinstance(v, float))

@@ -369,7 +369,7 @@ class Agent:
         self._pending_tokens = 0
         return float(norms[0])
 
-    def fit(self, examples: Sequence[tuple[list[int], list[int]]], epochs: int, batch_size: int,
+    def fit(self, examples: Sequence[tuple[list[int], list[int]]], epochs: int, minibatch_size: int,
             weights: Sequence[float] | None = None) -> float:
         """Supervised steps on ``(prompt_ids, completion_ids)`` pairs (ExIt, RC-RL, SFT): shuffled
         by a ``(seed, iteration)`` generator, optionally weighted per example; returns the mean loss."""
@@ -377,8 +377,8 @@ class Agent:
         losses = []
         for _ in range(epochs):
             order = rng.permutation(len(examples))
-            for start in range(0, len(order), batch_size):
-                chosen = order[start : start + batch_size]
+            for start in range(0, len(order), minibatch_size):
+                chosen = order[start : start + minibatch_size]
                 chunk = [examples[i] for i in chosen]
                 logprobs, mask = self.logprobs(self.policy, [p for p, _ in chunk], [c for _, c in chunk])
                 chunk_weights = None if weights is None else torch.tensor([weights[i] for i in chosen], dtype=logprobs.dtype, device=logprobs.device)
@@ -428,17 +428,19 @@ class Agent:
         problems = problems or self.config.eval_problems
         key = (env_id, json.dumps(env_kwargs or {}, sort_keys=True, default=str), k, problems)
         if key not in self._evaluation_envs:
-            size = gym.make(env_id, split="test", **(env_kwargs or {})).unwrapped.num_problems
-            self._evaluation_envs[key] = gym.make_vec(env_id, num_envs=min(problems, size) * k, split="test",
-                                                      **(env_kwargs or {}))
+            envs = gym.make_vec(env_id, num_envs=problems * k, split="test", **(env_kwargs or {}))
+            if envs.unwrapped.num_problems < problems:  # a split smaller than asked for: all of it, once
+                envs = gym.make_vec(env_id, num_envs=envs.unwrapped.num_problems * k, split="test", **(env_kwargs or {}))
+            self._evaluation_envs[key] = envs
         return self._evaluation_envs[key]
 
     def evaluate(self, env_id: str, env_kwargs: dict | None = None, problems: int | None = None) -> dict:
         """Greedy mean reward (accuracy for exact-answer tasks) on the first test problems: the
         training rollout at temperature 0, on the agent's conditioned prompts."""
         envs = self.evaluation_envs(env_id, env_kwargs, 1, problems)
-        batch = evaluation_rollout(envs, self.generator, problems=envs.unwrapped.num_envs, prefix=self.prompt_prefix(), suffix=self.prompt_suffix(),
-                         max_tokens=self.config.max_new_tokens, seed=self.iteration_seed())
+        batch = evaluation_rollout(envs, self.generator, problems=envs.unwrapped.num_envs, prefix=self.prompt_prefix(),
+                                   suffix=self.prompt_suffix(), max_tokens=self.config.max_new_tokens,
+                                   seed=self.iteration_seed())
         return {"test/mean_reward": float(batch.rewards.mean()), "test/problems": batch.num_prompts}
 
     def evaluate_samples(self, env_id: str, env_kwargs: dict | None = None, k: int = 4, problems: int | None = None) -> dict:
@@ -448,9 +450,10 @@ class Agent:
         from lmgym.metrics import maj_at_k, pass_at_k
 
         envs = self.evaluation_envs(env_id, env_kwargs, k, problems)
-        batch = evaluation_rollout(envs, self.generator, problems=envs.unwrapped.num_envs // k, k=k, prefix=self.prompt_prefix(), suffix=self.prompt_suffix(),
-                         temperature=self.config.temperature, top_p=self.config.top_p,
-                         max_tokens=self.config.max_new_tokens, seed=self.iteration_seed())
+        batch = evaluation_rollout(envs, self.generator, problems=envs.unwrapped.num_envs // k, k=k,
+                                   prefix=self.prompt_prefix(), suffix=self.prompt_suffix(),
+                                   temperature=self.config.temperature, top_p=self.config.top_p,
+                                   max_tokens=self.config.max_new_tokens, seed=self.iteration_seed())
         rewards = batch.grouped_rewards()
         correct = np.array([bool(s.info.get("correct", s.reward >= 1.0)) for s in batch.samples]).reshape(rewards.shape)
         answers = [s.info.get("extracted_answer") for s in batch.samples]

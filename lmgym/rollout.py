@@ -195,8 +195,6 @@ def rollout(
         indices = _draw_indices(envs, vec, n, seed)
     indices = [int(i) for i in indices]
     num_prompts, used = len(indices), len(indices) * n
-    if num_prompts < 1 or used > vec.num_envs:
-        raise ValueError(f"got {num_prompts} indices x n={n}: needs 1 to {vec.num_envs // n} indices for {vec.num_envs} sub-envs")
 
     # 1. every sub-env of group g starts problem indices[g]
     prompts = start(envs, indices, n)
@@ -210,7 +208,9 @@ def rollout(
         if len(chosen) != used:
             raise ValueError(f"score() must return one bool per sample ({used}), got {len(chosen)}")
         running = [i for i in running if chosen[i]]
-    returns = [0.0 if i in running else float("nan") for i in range(used)]
+    returns = [float("nan")] * used  # unscored samples keep nan
+    for i in running:
+        returns[i] = 0.0
     queries, turn = 0, 0
     while running:
         # 3. one batched step scores every running episode's answer; the others sit out
@@ -251,8 +251,8 @@ def start(envs, indices: Sequence[int], n: int = 1) -> list[str]:
     ``indices[g]`` (sub-envs past ``len(indices) * n`` repeat the first one and sit the step
     out); returns each group's prompt."""
     num_envs = envs.unwrapped.num_envs
-    if len(indices) * n > num_envs:
-        raise ValueError(f"{len(indices)} problems x n={n} do not fit {num_envs} sub-envs")
+    if not 1 <= len(indices) * n <= num_envs:
+        raise ValueError(f"got {len(indices)} indices x n={n}: needs 1 to {num_envs // n} indices for {num_envs} sub-envs")
     observations, _ = envs.reset(options={"index": [int(indices[min(i // n, len(indices) - 1)]) for i in range(num_envs)]})
     return [observations[g * n] for g in range(len(indices))]
 
@@ -295,11 +295,11 @@ def evaluate(
     sampling.setdefault("temperature", 0.0)
     samples: list[Sample] = []
     queries = 0
-    for start in range(0, total, per_rollout):
-        batch = rollout(envs, generator, k, indices=range(start, min(start + per_rollout, total)), seed=seed,
+    for first in range(0, total, per_rollout):
+        batch = rollout(envs, generator, k, indices=range(first, min(first + per_rollout, total)), seed=seed,
                         prefix=prefix, suffix=suffix, **sampling)
         for sample in batch.samples:
-            sample.group += start
+            sample.group += first
         samples += batch.samples
         queries += batch.num_queries
     return RolloutBatch(samples, total, k, num_queries=queries)

@@ -156,7 +156,7 @@ def test_multi_turn_episodes_run_to_their_end_through_the_same_rollout(tiny_mode
             for generation in generations:
                 first_turn = "Feedback:" not in generation.prompt
                 problem = next(k for k in self.solutions if k in generation.prompt)
-                text = "def nothing():\n    return None\n" if first_turn and problem != "pass-first" else self.solutions[problem]
+                text = "def nothing():\n    return None\n" if first_turn else self.solutions[problem]
                 generation.completions = [Completion(text, [0, 1], [0.0, 0.0], "stop") for _ in range(n)]
 
         def load_weights(self, state_dict):

@@ -220,3 +220,10 @@ def test_an_agent_trains_on_a_multi_turn_code_env(tmp_path):
     assert result.budget["queries"] == 32  # nothing the tiny model writes passes: every episode takes both turns
     assert result.budget["tokens"] > 16 * 8  # both turns' tokens
     assert all(math.isfinite(m["losses/policy"]) for m in agent.train_log)
+
+
+def test_evaluation_covers_eval_problems_or_the_whole_split_when_it_is_smaller(tiny_model_dir):
+    agent = load_agent("base")(small_config(load_agent("base"), tiny_model_dir, eval_problems=50))
+    assert agent.evaluate(ENV, {"test_size": 20})["test/problems"] == 20
+    assert agent.evaluate(ENV, {"test_size": 80})["test/problems"] == 50
+    assert agent.evaluation_envs(ENV, {"test_size": 20}).unwrapped.num_envs == 20

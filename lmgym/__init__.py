@@ -33,7 +33,8 @@ TASKS: dict[str, dict] = {
     "lmgym/Bandit-v0": {"task": "lmgym.envs.bandit:BanditTask"},
     "lmgym/KeyFacts-v0": {"task": "lmgym.envs.summarization:KeyFactsTask"},
     "lmgym/TLDR-Entailment-v0": {"task": "lmgym.envs.summarization:TLDRTask"},
-    "lmgym/TLDR-RM-v0": {"task": "lmgym.envs.summarization:TLDRTask", "judge": "reward_model"},
+    "lmgym/TLDR-RM-v0": {"task": "lmgym.envs.summarization:TLDRTask", "judge": "reward_model",
+                          "ground_truth": "entailment"},
     "lmgym/CNNDM-Entailment-v0": {"task": "lmgym.envs.summarization:CNNDMTask"},
 }
 

@@ -12,7 +12,15 @@ Sequence-level episodes (the default):
 - **reward**: the task's score for the completion (1.0/0.0 for exact-answer tasks).
 - **termination**: after one step (``terminated=True``); multi-turn tasks override this.
 - **info** (from ``step``): what a researcher needs to debug a reward: the extracted answer,
-  why it scored what it did, the reference answer (the episode is over by then).
+  why it scored what it did, the reference answer (the episode is over by then), and
+  ``ground_truth``: the score by the task's exact judge (the verified answer, all unit tests
+  passing, the key facts; see each task). It equals the reward unless the reward is a proxy:
+  dense shaping, a learned reward model (``judge="reward_model"``), or ``reward_fn=``.
+  Evaluation reports both, so a policy that games its training reward shows up as a gap.
+
+Training on a proxy: ``gym.make(id, reward_fn=f)`` pays ``f(prompts, completions)`` (a list of
+floats; a callable or ``"module:function"``) as the reward instead of the task's score, which
+stays in ``info["ground_truth"]``; the proxy sees what a reward model sees, never the reference.
 
 Bad input, documented:
 
@@ -96,6 +104,22 @@ def check_completion(completion: Any, max_chars: int) -> str | None:
     return None
 
 
+def score_completions(task: Task, problems: Sequence[Problem], prompts: Sequence[str], completions: Sequence[str],
+                      reward_fn: Callable | None = None) -> list[tuple[float, dict]]:
+    """``task.score_batch`` plus the ground truth: every info gets ``ground_truth`` (the task's
+    own when it sets one, else the reward); with ``reward_fn`` the reward is the proxy's score
+    on ``(prompts, completions)``."""
+    scored = task.score_batch(problems, completions)
+    for reward, info in scored:
+        info.setdefault("ground_truth", float(reward))
+    if reward_fn is None or not scored:
+        return scored
+    proxy = [float(r) for r in reward_fn(list(prompts), list(completions))]
+    if len(proxy) != len(scored):
+        raise ValueError(f"reward_fn returned {len(proxy)} rewards for {len(scored)} completions")
+    return [(r, info) for r, (_, info) in zip(proxy, scored)]
+
+
 def load_object(path: str) -> Any:
     """Import ``"package.module:attr"``."""
     module_name, _, attr = path.partition(":")
@@ -122,7 +146,9 @@ class Task:
     """
 
     name: str = "task"
-    splits: tuple[str, ...] = ("train", "test")
+    # Splits never share a problem. Training draws from "train"; tuning, early stopping and
+    # checkpoint choice use "validation"; "test" is for the final number only.
+    splits: tuple[str, ...] = ("train", "validation", "test")
     default_split: str = "train"
     # Multi-turn tasks: up to ``max_turns`` steps per episode; see LMEnv.finish_step.
     max_turns: int = 1
@@ -241,12 +267,13 @@ class LMEnv(gym.Env[str, str]):
 
     Args:
         task: a :class:`Task`, or ``"module:Class"`` to build one from ``task_kwargs``.
-        split: ``"train"`` or ``"test"`` (default: the task's ``default_split``, ``"train"``
+        split: ``"train"``, ``"validation"`` or ``"test"`` (default: the task's ``default_split``, ``"train"``
             except for test-only sets such as HumanEval).
         prompt_template: ``"plain"``, ``"few-shot"``, ``"chat"``, a format string or a callable.
         tokenizer: for the ``"chat"`` template.
         num_shots: exemplars in the ``"few-shot"`` template.
         max_completion_chars: longer actions score 0 with ``info["error"]``.
+        reward_fn: a proxy reward paid instead of the task's score (module docstring).
         **task_kwargs: passed to the task class (e.g. ``digits=3`` for Arithmetic).
     """
 
@@ -261,6 +288,7 @@ class LMEnv(gym.Env[str, str]):
         num_shots: int = 4,
         max_completion_chars: int = DEFAULT_MAX_COMPLETION_CHARS,
         render_mode: str | None = None,
+        reward_fn: str | Callable | None = None,
         **task_kwargs: Any,
     ):
         if isinstance(task, str):
@@ -273,6 +301,7 @@ class LMEnv(gym.Env[str, str]):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.task, self.split, self.render_mode = task, split, render_mode
         self.max_completion_chars = max_completion_chars
+        self.reward_fn = load_object(reward_fn) if isinstance(reward_fn, str) else reward_fn
         self.prompt_for = build_template(task, prompt_template, tokenizer=tokenizer, num_shots=num_shots)
         self.num_problems = task.num_problems(split)
         self.observation_space = UnicodeText(DEFAULT_MAX_PROMPT_CHARS, min_length=1)
@@ -316,7 +345,7 @@ class LMEnv(gym.Env[str, str]):
     def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
         error = self.begin_step(action)
         if error is None:
-            reward, info = self.task.score_batch([self.problem], [action])[0]
+            reward, info = score_completions(self.task, [self.problem], [self.prompt], [action], self.reward_fn)[0]
         else:
             reward, info = 0.0, {"error": error}
         return self.finish_step(action, reward, info)
@@ -339,6 +368,7 @@ class LMEnv(gym.Env[str, str]):
         An observation that would outgrow the observation space truncates the episode."""
         info["index"], info["split"] = self.problem.index, self.split
         info["turn"] = self.turn
+        info.setdefault("ground_truth", float(reward))  # an unscored (invalid) action: 0
         self._last = (action, reward, info)
         if self.turn < self.task.max_turns:
             feedback = self.task.feedback(self.problem, action, reward, info)

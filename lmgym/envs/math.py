@@ -13,8 +13,10 @@ results that the completion derives (``= value``; see :func:`lmgym.rewards.math.
 ``info`` carries ``correct``, ``extracted_answer``, ``extraction`` (which rule found it) and
 ``reason``, plus ``step_rewards`` when dense.
 
-Train and test splits never share a problem: the procedural tasks assign every problem to a
-split by a stable hash of its text, and GSM8K has its own splits.
+Splits (``train``, ``validation``, ``test``) never share a problem: the procedural tasks assign
+every problem to a split by a stable hash of its text (:func:`lmgym.data.held_out_split`);
+GSM8K has its own train and test, and its validation split is a stable carve-out of train (the
+questions with ``stable_bucket(question, 20) == 0``, about 5%).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import re
 from collections.abc import Sequence
 
 from lmgym.core import Problem, Task
-from lmgym.data import load_hub_rows, local_files, read_jsonl, stable_bucket
+from lmgym.data import held_out_split, load_hub_rows, local_files, read_jsonl, stable_bucket
 from lmgym.rewards.math import parse_number, reference_intermediates, split_reference, step_rewards, verify
 
 class MathTask(Task):
@@ -56,6 +58,7 @@ class MathTask(Task):
             verdict = verify(completion, reference if reference is not None else problem.answer)
             info = verdict.as_info()
             reward = verdict.reward
+            info["ground_truth"] = verdict.reward  # the verified answer, without dense shaping
             if self.dense:
                 paid = self.step_events(problem, completion)
                 info["step_rewards"] = paid
@@ -82,6 +85,7 @@ class ArithmeticTask(MathTask):
         operators: any of ``"+-*"``; precedence is the usual one.
         steps: operations per expression: an int or an inclusive ``(min, max)`` range.
         test_size: problems in the test split (all distinct).
+        validation_size: problems in the validation split (all distinct).
         dense, dense_coef: see :class:`MathTask`.
 
     With one step the reference solution is the number (``47+18=`` -> ``65``); with more it
@@ -93,14 +97,15 @@ class ArithmeticTask(MathTask):
     plain_template = "{question}="
     chat_instruction = "Compute the value of the expression. Finish with a line '#### <answer>'."
     TRAIN_SIZE = 2**31 - 1  # a procedural stream: problem i is generated from i
-    _TEST_BUCKET = 0  # stable_bucket(question, 10) == 0 -> test, else train
+    HELD_OUT = ("validation", "test")  # generated and de-duplicated up front; train is a stream
 
     def __init__(
         self,
         digits: int | tuple[int, int] = 2,
         operators: str = "+-",
         steps: int | tuple[int, int] = 1,
-        test_size: int = 1000,
+        test_size: int = 500,
+        validation_size: int = 500,
         dense: bool = False,
         dense_coef: float = 0.5,
     ):
@@ -109,25 +114,26 @@ class ArithmeticTask(MathTask):
         self.steps = _inclusive_range("steps", steps, low=1, high=16)
         if not operators or set(operators) - set("+-*"):
             raise ValueError(f"operators must be a non-empty subset of '+-*', got {operators!r}")
-        if test_size < 1:
-            raise ValueError(f"test_size must be >= 1, got {test_size}")
+        if test_size < 1 or validation_size < 1:
+            raise ValueError(f"test_size and validation_size must be >= 1, got {test_size}, {validation_size}")
         self.operators = "".join(dict.fromkeys(operators))
-        self.test_size = test_size
-        self._test: list[tuple[str, int, str]] | None = None
+        self.sizes = {"test": test_size, "validation": validation_size}
+        self.test_size, self.validation_size = test_size, validation_size
+        self._held_out: dict[str, list[tuple[str, int, str]]] = {}
 
     def num_problems(self, split: str) -> int:
         self.check_split(split)
-        return self.TRAIN_SIZE if split == "train" else self.test_size
+        return self.TRAIN_SIZE if split == "train" else self.sizes[split]
 
     def problem(self, split: str, index: int) -> Problem:
         self.check_split(split)
-        if split == "test":
-            question, answer, solution = self._test_problems()[index]
+        if split in self.HELD_OUT:
+            question, answer, solution = self._held_out_problems(split)[index]
         else:
             attempt = 0
-            while True:  # rejection: about 1 in 10 candidates belongs to the test split
+            while True:  # rejection: about 1 in 10 candidates is held out (validation or test)
                 question, answer, solution = self._generate(random.Random(f"train:{index}:{attempt}"))
-                if stable_bucket(question) != self._TEST_BUCKET:
+                if held_out_split(question) == "train":
                     break
                 attempt += 1
         return self.make_problem(index, question, str(answer), solution)
@@ -135,23 +141,23 @@ class ArithmeticTask(MathTask):
     def format_exemplar(self, problem: Problem) -> str:
         return f"{problem.question}={problem.solution}"
 
-    def _test_problems(self) -> list[tuple[str, int, str]]:
-        if self._test is None:
-            problems, seen = [], set()
-            for attempt in range(200 * self.test_size):
-                candidate = self._generate(random.Random(f"test:{attempt}"))
-                if candidate[0] not in seen and stable_bucket(candidate[0]) == self._TEST_BUCKET:
+    def _held_out_problems(self, split: str) -> list[tuple[str, int, str]]:
+        if split not in self._held_out:
+            problems, seen, size = [], set(), self.sizes[split]
+            for attempt in range(400 * size):
+                candidate = self._generate(random.Random(f"{split}:{attempt}"))
+                if candidate[0] not in seen and held_out_split(candidate[0]) == split:
                     seen.add(candidate[0])
                     problems.append(candidate)
-                    if len(problems) == self.test_size:
+                    if len(problems) == size:
                         break
             else:
                 raise ValueError(
-                    f"only {len(problems)} distinct test problems exist for digits={self.digits}, "
-                    f"operators={self.operators!r}, steps={self.steps}: lower test_size"
+                    f"only {len(problems)} distinct {split} problems exist for digits={self.digits}, "
+                    f"operators={self.operators!r}, steps={self.steps}: lower {split}_size"
                 )
-            self._test = problems
-        return self._test
+            self._held_out[split] = problems
+        return self._held_out[split]
 
     def _generate(self, rng: random.Random) -> tuple[str, int, str]:
         steps = rng.randint(*self.steps)
@@ -194,46 +200,51 @@ class GSMSymbolicTask(MathTask):
 
     Args:
         test_size: problems in the test split.
+        validation_size: problems in the validation split.
         seed: selects a different (but again reproducible) problem stream.
         dense, dense_coef: see :class:`MathTask`.
 
     Problem ``i`` of a split is the first of reasoning-gym's items ``16*i, 16*i+1, ...``
-    (from a split-specific seed) whose text hashes into that split, so splits never overlap.
-    The worked solution is reasoning-gym's ``answer_cot``.
+    (from a split-specific seed) whose text hashes into that split
+    (``held_out_split(question, 2)``: half of all texts train, a quarter each validation and
+    test), so splits never overlap. The worked solution is reasoning-gym's ``answer_cot``.
     """
 
     name = "GSMSymbolic"
     TRAIN_SIZE = 2**18
     _STRIDE = 16
+    _SEED_OFFSETS = {"train": 17, "test": 29, "validation": 41}
 
-    def __init__(self, test_size: int = 500, seed: int = 0, dense: bool = False, dense_coef: float = 0.5):
+    def __init__(self, test_size: int = 500, validation_size: int = 500, seed: int = 0, dense: bool = False,
+                 dense_coef: float = 0.5):
         super().__init__(dense=dense, dense_coef=dense_coef)
-        if test_size < 1:
-            raise ValueError(f"test_size must be >= 1, got {test_size}")
+        if test_size < 1 or validation_size < 1:
+            raise ValueError(f"test_size and validation_size must be >= 1, got {test_size}, {validation_size}")
         import reasoning_gym
 
-        self.test_size, self.seed = test_size, seed
+        self.test_size, self.validation_size, self.seed = test_size, validation_size, seed
+        self.sizes = {"train": self.TRAIN_SIZE, "validation": validation_size, "test": test_size}
         self._datasets = {
             split: reasoning_gym.create_dataset(
-                "gsm_symbolic", seed=seed * 1_000_003 + offset, size=self._STRIDE * size
+                "gsm_symbolic", seed=seed * 1_000_003 + self._SEED_OFFSETS[split], size=self._STRIDE * size
             )
-            for split, offset, size in (("train", 17, self.TRAIN_SIZE), ("test", 29, test_size))
+            for split, size in self.sizes.items()
         }
         self._cache: dict[tuple[str, int], Problem] = {}
 
     def num_problems(self, split: str) -> int:
         self.check_split(split)
-        return self.TRAIN_SIZE if split == "train" else self.test_size
+        return self.sizes[split]
 
     def problem(self, split: str, index: int) -> Problem:
         self.check_split(split)
         key = (split, index)
         if key not in self._cache:
-            dataset, want = self._datasets[split], int(split == "train")
+            dataset = self._datasets[split]
             position = self._STRIDE * index
             while True:
                 item = dataset[position % len(dataset)]
-                if stable_bucket(item["question"], 2) == want:
+                if held_out_split(item["question"], 2) == split:
                     break
                 position += 1
             solution = item["metadata"].get("answer_cot")
@@ -259,10 +270,14 @@ class GSM8KTask(MathTask):
             ``<<a*b=c>>`` calculator annotations.
 
     The reference answer is the number after the solution's ``####``. Few-shot exemplars are
-    the first train solutions with their calculator annotations removed.
+    the first train solutions with their calculator annotations removed. ``validation`` is the
+    source train file's questions with ``stable_bucket(question, 20) == 0`` (334 of 7,473), in
+    source order; ``train`` is the rest of it.
     """
 
     name = "GSM8K"
+    SOURCE_SPLITS = ("train", "test")
+    VALIDATION_BUCKETS = 20
 
     def __init__(
         self,
@@ -275,7 +290,7 @@ class GSM8KTask(MathTask):
     ):
         super().__init__(dense=dense, dense_coef=dense_coef)
         self.hub_id, self.hub_config = hub_id, hub_config
-        self.files = local_files("gsm8k", {split: f"{split}.jsonl" for split in self.splits},
+        self.files = local_files("gsm8k", {split: f"{split}.jsonl" for split in self.SOURCE_SPLITS},
                                  data_dir=data_dir, data_files=data_files)
         self._columns: dict[str, tuple[list[str], list[str]]] = {}
         self._cache: dict[tuple[str, int], Problem] = {}
@@ -283,10 +298,14 @@ class GSM8KTask(MathTask):
     def columns(self, split: str) -> tuple[list[str], list[str]]:
         self.check_split(split)
         if split not in self._columns:
+            source = "test" if split == "test" else "train"
             if self.files is not None:
-                rows = read_jsonl(self.files[split], required={"question", "answer"})
+                rows = read_jsonl(self.files[source], required={"question", "answer"})
             else:
-                rows = load_hub_rows("gsm8k", self.hub_id, self.hub_config, split)
+                rows = load_hub_rows("gsm8k", self.hub_id, self.hub_config, source)
+            if source == "train":  # the validation carve-out, by a stable hash of the question
+                held_out = split == "validation"
+                rows = [row for row in rows if (stable_bucket(row["question"], self.VALIDATION_BUCKETS) == 0) == held_out]
             self._columns[split] = [row["question"] for row in rows], [row["answer"] for row in rows]
         return self._columns[split]
 

@@ -15,6 +15,12 @@ known key facts. Rewards: :mod:`lmgym.rewards.summarization`.
 - ``lmgym/CNNDM-Entailment-v0`` (:class:`CNNDMTask`): CNN/DailyMail, hub ``abisee/cnn_dailymail``
   (``3.0.0``; ``article``/``highlights``), or local ``{split}.jsonl`` with those fields.
 
+Ground truth (``info["ground_truth"]``, what evaluation reports beside the reward): by default
+the training judge itself, except on KeyFacts, where it is always the exact key-facts judge. Set
+``ground_truth="entailment"`` (or ``"reward_model"`` with ``ground_truth_model=`` a held-out gold
+RM) to train on one judge and be evaluated by another; ``lmgym/TLDR-RM-v0`` is registered with
+``ground_truth="entailment"``, so an agent that games the learned RM shows up as a gap.
+
 Every task reports ROUGE-1/2/L against the reference summary in ``info["rouge"]`` (auxiliary:
 never part of the reward). Judges and reward models are loaded once per process and shared
 by every env that names the same one; the vector env scores a whole step in one batch.
@@ -31,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from lmgym.core import Problem, Task
-from lmgym.data import load_hub_rows, local_files, read_jsonl, stable_bucket
+from lmgym.data import held_out_split, load_hub_rows, local_files, read_jsonl
 from lmgym.rewards.summarization import DEFAULT_NLI_MODEL, EntailmentJudge, RewardModel, brevity, rouge, split_sentences
 
 
@@ -57,34 +63,54 @@ class SummarizationTask(Task):
         max_ratio: the brevity term's free length, as a share of the document's words.
         reward_model: path of a reward model saved by ``lmgym train-rm``.
         judge_backend: ``"hf"`` or ``"vllm"`` (its pooling runner, when it supports the model).
+        ground_truth: the judge evaluation trusts (``info["ground_truth"]``): one of ``judges``;
+            None: the training judge (KeyFacts: ``"facts"``).
+        ground_truth_model: with ``ground_truth="reward_model"``: a held-out gold RM's path.
     """
 
     plain_template = "{question}"
     chat_instruction = "Summarize the text in one or two sentences."
     judges = ("entailment", "reward_model")
 
+    default_ground_truth: str | None = None  # None: the training judge
+
     def __init__(self, judge: str = "entailment", nli_model: str = DEFAULT_NLI_MODEL, aggregate: str = "min",
-                 max_ratio: float = 0.5, reward_model: str | None = None, judge_backend: str = "hf"):
-        if judge not in self.judges:
-            raise ValueError(f"judge must be one of {self.judges}, got {judge!r}")
-        if judge == "reward_model":
-            if reward_model is None:
-                raise ValueError(f"{self.name}: judge='reward_model' needs reward_model=<path of a model trained with "
-                                 "`lmgym train-rm`>")
-            if not (Path(reward_model) / "lmgym_rm.json").is_file():
-                raise FileNotFoundError(f"no lmgym reward model at {reward_model} (train one with `lmgym train-rm`)")
+                 max_ratio: float = 0.5, reward_model: str | None = None, judge_backend: str = "hf",
+                 ground_truth: str | None = None, ground_truth_model: str | None = None):
+        ground_truth = ground_truth or self.default_ground_truth or judge
+        for name, value, model in (("judge", judge, reward_model), ("ground_truth", ground_truth, ground_truth_model)):
+            if value not in self.judges:
+                raise ValueError(f"{name} must be one of {self.judges}, got {value!r}")
+            if value == "reward_model":
+                option = "reward_model" if name == "judge" else "ground_truth_model"
+                if model is None:
+                    raise ValueError(f"{self.name}: {name}='reward_model' needs {option}=<path of a model trained with "
+                                     "`lmgym train-rm`>")
+                if not (Path(model) / "lmgym_rm.json").is_file():
+                    raise FileNotFoundError(f"no lmgym reward model at {model} (train one with `lmgym train-rm`)")
         self.judge, self.nli_model, self.aggregate, self.max_ratio = judge, nli_model, aggregate, max_ratio
         self.reward_model, self.judge_backend = reward_model, judge_backend
+        self.ground_truth, self.ground_truth_model = ground_truth, ground_truth_model
 
     def score_batch(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[tuple[float, dict]]:
         documents = [p.meta["document"] for p in problems]
         references = [p.answer for p in problems]
         infos = [{"rouge": scores} for scores in rouge(completions, references)] if problems else []
-        rewards = self.rewards(problems, documents, completions, infos)
+        rewards = self.rewards(problems, documents, completions, infos, self.judge, self.reward_model)
+        if (self.ground_truth, self.ground_truth_model) == (self.judge, self.reward_model):
+            truths = rewards
+        else:  # details of the ground-truth judge under their own key, so they never mix with the reward's
+            details = [{} for _ in infos]
+            truths = self.rewards(problems, documents, completions, details, self.ground_truth, self.ground_truth_model)
+            for info, detail in zip(infos, details):
+                info["ground_truth_details"] = detail
+        for info, truth in zip(infos, truths):
+            info["ground_truth"] = float(truth)
         return list(zip(rewards, infos))
 
-    def rewards(self, problems, documents, summaries, infos) -> list[float]:
-        if self.judge == "entailment":
+    def rewards(self, problems, documents, summaries, infos, judge: str, reward_model: str | None) -> list[float]:
+        """One judge's rewards (``judge`` one of :attr:`judges`), its details added to ``infos``."""
+        if judge == "entailment":
             judge = shared_judge(self.nli_model, self.aggregate, self.max_ratio, self.judge_backend)
             out = []
             for info, judgement in zip(infos, judge.judge(documents, summaries)):
@@ -92,7 +118,7 @@ class SummarizationTask(Task):
                             truncated=judgement.truncated)
                 out.append(judgement.reward)
             return out
-        model = shared_reward_model(str(self.reward_model))
+        model = shared_reward_model(str(reward_model))
         means, stds = model.score([p.question for p in problems], list(summaries))
         for info, mean, std in zip(infos, means, stds):
             info.update(rm_mean=float(mean), rm_std=float(std))
@@ -140,7 +166,8 @@ class KeyFactsTask(SummarizationTask):
 
     Args:
         facts, fillers: sentences of each kind per document.
-        test_size: documents in the test split (train and test never share a document).
+        test_size, validation_size: documents in the held-out splits (no split shares a document
+            with another: :func:`lmgym.data.held_out_split` of the document's text).
         judge: ``"facts"`` (default, exact), ``"entailment"`` or ``"reward_model"``.
         false_penalty: subtracted per sentence that misstates a subject, as a share of ``facts``.
         max_ratio: the brevity term's free length (0.7: a reference summary, about
@@ -149,16 +176,19 @@ class KeyFactsTask(SummarizationTask):
 
     name = "KeyFacts"
     judges = ("facts", "entailment", "reward_model")
+    default_ground_truth = "facts"  # exact: whatever judge trains, evaluation knows the truth
     TRAIN_SIZE = 2**31 - 1
-    _TEST_BUCKET = 0
+    _HELD_OUT_SEEDS = {"test": 1, "validation": 2}  # the documents' seed streams; train's is 0
 
-    def __init__(self, facts: int = 3, fillers: int = 2, test_size: int = 500, judge: str = "facts",
+    def __init__(self, facts: int = 3, fillers: int = 2, test_size: int = 500, validation_size: int = 500, judge: str = "facts",
                  false_penalty: float = 1.0, max_ratio: float = 0.7, **kwargs):
         super().__init__(judge=judge, max_ratio=max_ratio, **kwargs)
-        if facts < 1 or fillers < 0 or test_size < 1:
-            raise ValueError("facts must be >= 1, fillers >= 0 and test_size >= 1")
+        if facts < 1 or fillers < 0 or test_size < 1 or validation_size < 1:
+            raise ValueError("facts must be >= 1, fillers >= 0, test_size and validation_size >= 1")
         self.facts, self.fillers, self.test_size, self.false_penalty = facts, fillers, test_size, false_penalty
-        self._test: list[dict] | None = None
+        self.validation_size = validation_size
+        self.sizes = {"test": test_size, "validation": validation_size}
+        self._held_out: dict[str, list[dict]] = {}
 
     def _document(self, seed: Sequence[int]) -> dict:
         rng = np.random.default_rng(list(seed))
@@ -178,23 +208,24 @@ class KeyFactsTask(SummarizationTask):
 
     def num_problems(self, split: str) -> int:
         self.check_split(split)
-        return self.test_size if split == "test" else self.TRAIN_SIZE
+        return self.sizes.get(split, self.TRAIN_SIZE)
 
     def problem(self, split: str, index: int) -> Problem:
         self.check_split(split)
-        if split == "test":
-            if self._test is None:
-                self._test, attempt = [], 0
-                while len(self._test) < self.test_size:
-                    record = self._document((1, attempt))
+        if split in self._HELD_OUT_SEEDS:
+            if split not in self._held_out:
+                documents, attempt = [], 0
+                while len(documents) < self.sizes[split]:
+                    record = self._document((self._HELD_OUT_SEEDS[split], attempt))
                     attempt += 1
-                    if stable_bucket(record["document"]) == self._TEST_BUCKET:
-                        self._test.append(record)
-            return self._make(index, self._test[index])
+                    if held_out_split(record["document"]) == split:
+                        documents.append(record)
+                self._held_out[split] = documents
+            return self._make(index, self._held_out[split][index])
         attempt = 0
-        while True:  # the train stream skips documents that belong to the test split
+        while True:  # the train stream skips documents that are held out (validation or test)
             record = self._document((0, index, attempt))
-            if stable_bucket(record["document"]) != self._TEST_BUCKET:
+            if held_out_split(record["document"]) == "train":
                 return self._make(index, record)
             attempt += 1
 
@@ -228,7 +259,7 @@ class KeyFactsTask(SummarizationTask):
         checking the summary against the document; the rest is coverage and brevity)."""
         from lmgym.rewards.summarization import PreferencePair
 
-        rng = np.random.default_rng([seed, 1 if split == "test" else 0])
+        rng = np.random.default_rng([seed, {"train": 0, "test": 1, "validation": 2}[split]])
         pairs, index = [], 0
         while len(pairs) < n:
             problem = self.problem(split, index % self.num_problems(split))
@@ -247,9 +278,9 @@ class KeyFactsTask(SummarizationTask):
         factor = brevity(summary, problem.meta["document"], self.max_ratio)
         return score * factor, {**details, "brevity": factor}
 
-    def rewards(self, problems, documents, summaries, infos) -> list[float]:
-        if self.judge != "facts":
-            return super().rewards(problems, documents, summaries, infos)
+    def rewards(self, problems, documents, summaries, infos, judge: str, reward_model: str | None) -> list[float]:
+        if judge != "facts":
+            return super().rewards(problems, documents, summaries, infos, judge, reward_model)
         out = []
         for problem, summary, info in zip(problems, summaries, infos):
             reward, details = self.facts_reward(problem, summary)
@@ -276,7 +307,7 @@ class _HubSummarizationTask(SummarizationTask):
 
     hub: tuple[str, str | None] = ("", None)
     local_folder = ""
-    splits = ("train", "test")
+    splits = ("train", "validation", "test")
     split_names: dict[str, str] = {}
 
     def __init__(self, data_dir: str | os.PathLike | None = None, data_files: dict | None = None, **kwargs):

@@ -26,13 +26,19 @@ def wrong(solution: str) -> str:
 
 class TestHumanEval:
     def test_all_canonical_solutions_pass_and_wrong_returns_fail(self, humaneval):
-        problems = [humaneval.problem("test", i) for i in range(humaneval.num_problems("test"))]
+        problems = [humaneval.problem("full", i) for i in range(humaneval.num_problems("full"))]
         assert len(problems) == 164
         scored = humaneval.score_batch(problems, [p.solution for p in problems])
         failing = [p.meta["task_id"] for p, (reward, _) in zip(problems, scored) if reward != 1.0]
         assert failing == []
         scored = humaneval.score_batch(problems, [wrong(p.solution) for p in problems])
         assert [reward for reward, _ in scored] == [0.0] * 164
+
+    def test_splits_partition_the_164_problems(self, humaneval):
+        ids = {split: {humaneval.problem(split, i).meta["task_id"] for i in range(humaneval.num_problems(split))}
+               for split in ("train", "validation", "test", "full")}
+        assert not (ids["train"] & ids["validation"]) and not (ids["train"] & ids["test"]) and not (ids["validation"] & ids["test"])
+        assert ids["train"] | ids["validation"] | ids["test"] == ids["full"] and len(ids["full"]) == 164
 
     def test_check_is_split_into_one_test_per_assert(self):
         setup, tests = split_humaneval_test(
@@ -45,11 +51,11 @@ class TestHumanEval:
                          "for x in xs:\n    assert candidate([x]) == x\nprint('done')"]
 
     def test_index_and_info(self, humaneval):
-        env = gym.make("lmgym/HumanEval-v0")
-        assert env.unwrapped.split == "test"  # HumanEval has one split
+        assert gym.make("lmgym/HumanEval-v0").unwrapped.split == "train"  # carved out of the 164
+        env = gym.make("lmgym/HumanEval-v0", split="full")
         prompt, info = env.reset(options={"index": 0})
         assert prompt.startswith("from typing import List") and "has_close_elements" in prompt
-        solution = humaneval.problem("test", 0).solution
+        solution = humaneval.problem("full", 0).solution
         _, reward, terminated, _, info = env.step(solution)
         assert reward == 1.0 and terminated and info["passed"] and info["mode"] == "continuation"
         assert info["tests_passed"] == info["tests_total"] == len(info["tests"]) > 1
@@ -58,7 +64,7 @@ class TestHumanEval:
 
     def test_dense_reward_is_the_fraction_of_tests_passed(self):
         task = HumanEvalTask(reward="dense")
-        problem = task.problem("test", 0)  # has_close_elements: some tests expect False
+        problem = task.problem("full", 0)  # has_close_elements: some tests expect False
         reward, info = task.score_batch([problem], ["    return False\n"])[0]
         assert 0 < reward < 1 and reward == info["tests_passed"] / info["tests_total"]
         reward, info = task.score_batch([problem], ["    return (\n"])[0]
@@ -182,5 +188,5 @@ class TestFeedback:
 
 
 def test_job_round_trip_through_the_task(humaneval):
-    job, mode = humaneval.job(humaneval.problem("test", 2), "    return number % 1.0\n")
+    job, mode = humaneval.job(humaneval.problem("full", 2), "    return number % 1.0\n")
     assert isinstance(job, Job) and mode == "continuation" and job.tests and job.setup.endswith("candidate = truncate_number")

@@ -18,7 +18,10 @@ def test_gsm8k_loads_the_local_copy_with_its_unicode(offline_data_dir):
     _, reward, terminated, truncated, info = env.step("She makes 9 * 2 = $18.\n#### 18")
     assert (reward, terminated, truncated) == (1.0, True, False)
     assert info["extracted_answer"] == "18" and info["reference_answer"] == "18"
-    assert gym.make("lmgym/GSM8K-v0").unwrapped.num_problems == _lines(offline_data_dir / "gsm8k" / "train.jsonl")
+    train, validation = (gym.make("lmgym/GSM8K-v0", split=s).unwrapped for s in ("train", "validation"))
+    assert train.num_problems + validation.num_problems == _lines(offline_data_dir / "gsm8k" / "train.jsonl")
+    questions = lambda env: {env.task.problem(env.split, i).question for i in range(env.num_problems)}
+    assert validation.num_problems > 0 and not questions(train) & questions(validation)
 
 
 def _lines(path) -> int:
@@ -27,7 +30,8 @@ def _lines(path) -> int:
 
 @pytest.mark.full_data
 def test_gsm8k_full_splits_have_their_published_sizes():
-    assert [gym.make("lmgym/GSM8K-v0", split=s).unwrapped.num_problems for s in ("train", "test")] == [7473, 1319]
+    sizes = [gym.make("lmgym/GSM8K-v0", split=s).unwrapped.num_problems for s in ("train", "validation", "test")]
+    assert sizes == [7139, 334, 1319]  # validation: a stable 5% carve-out of the published 7,473
 
 
 def test_gsm8k_data_paths(offline_data_dir, tmp_path, monkeypatch):
@@ -38,7 +42,7 @@ def test_gsm8k_data_paths(offline_data_dir, tmp_path, monkeypatch):
     small = tmp_path / "small.jsonl"
     small.write_text('{"question": "1+1?", "answer": "1+1=<<1+1=2>>2\\n#### 2"}\n')
     task = GSM8KTask(data_files={"train": small, "test": small})
-    assert task.num_problems("train") == 1 and task.problem("test", 0).answer == "2"
+    assert task.num_problems("train") + task.num_problems("validation") == 1 and task.problem("test", 0).answer == "2"
     # clear errors for missing paths, in the keyword and in the environment variable
     with pytest.raises(FileNotFoundError, match="not a directory"):
         GSM8KTask(data_dir=tmp_path / "nope")
@@ -52,7 +56,7 @@ def test_gsm8k_data_paths(offline_data_dir, tmp_path, monkeypatch):
 def test_gsm8k_unparsable_reference_scores_zero_and_says_so(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "q?", "answer": "no final line"}\n')
-    env = lmgym.core.LMEnv(GSM8KTask(data_files={"train": bad, "test": bad}))
+    env = lmgym.core.LMEnv(GSM8KTask(data_files={"train": bad, "test": bad}), split="test")
     env.reset(seed=0)
     _, reward, *_, info = env.step("#### 1")
     assert reward == 0.0 and info["reason"] == "unparsable reference"
@@ -72,12 +76,13 @@ class TestArithmetic:
             assert int(problem.answer) == eval(problem.question)  # our own generated digits and operators
             assert verify(problem.solution, problem.answer).correct
 
-    def test_train_and_test_never_overlap(self):
+    def test_train_validation_and_test_never_overlap(self):
         task = ArithmeticTask()  # 2-digit +/-: a small space, where overlap would show
         test = {task.problem("test", i).question for i in range(task.num_problems("test"))}
-        assert len(test) == task.num_problems("test") == 1000  # distinct
+        validation = {task.problem("validation", i).question for i in range(task.num_problems("validation"))}
+        assert len(test) == task.num_problems("test") == 500 and len(validation) == 500  # distinct
         train = {task.problem("train", i).question for i in range(20_000)}
-        assert not train & test
+        assert not train & test and not train & validation and not validation & test
 
     def test_too_small_a_space_for_test_size_is_an_error(self):
         with pytest.raises(ValueError, match="lower test_size"):
@@ -94,10 +99,11 @@ class TestArithmetic:
 
 
 def test_gsm_symbolic_splits_are_disjoint():
-    task = GSMSymbolicTask(test_size=50)
+    task = GSMSymbolicTask(test_size=50, validation_size=50)
     test = {task.problem("test", i).question for i in range(50)}
+    validation = {task.problem("validation", i).question for i in range(50)}
     train = {task.problem("train", i).question for i in range(300)}
-    assert not train & test
+    assert not train & test and not train & validation and not validation & test
 
 
 class TestPromptTemplates:

@@ -246,16 +246,30 @@ class TestEnvironments:
         _, rewards, _, _, infos = envs.step([" Burnt rice.", "", " Thin pot. High heat.", " " + POST])
         assert rewards.shape == (4,) and rewards[1] == 0.0 and rewards[3] == 0.0  # empty, copied
 
-    def test_tldr_rm(self, local_data, tiny_rm):
+    def test_tldr_rm(self, local_data, tiny_rm, tiny_nli):
         with pytest.raises(ValueError, match="reward_model=<path"):
             gym.make("lmgym/TLDR-RM-v0", data_dir=local_data / "tldr")
         with pytest.raises(FileNotFoundError, match="lmgym train-rm"):
             gym.make("lmgym/TLDR-RM-v0", data_dir=local_data / "tldr", reward_model=str(local_data))
-        env = gym.make("lmgym/TLDR-RM-v0", data_dir=local_data / "tldr", reward_model=str(tiny_rm), split="test")
+        env = gym.make("lmgym/TLDR-RM-v0", data_dir=local_data / "tldr", reward_model=str(tiny_rm), split="test",
+                       nli_model=tiny_nli)
         prompt, _ = env.reset(options={"index": 0})
         _, reward, _, _, info = env.step(" Burnt rice.")
         mean, std = RewardModel.load(tiny_rm).score([prompt], [" Burnt rice."])
         assert reward == pytest.approx(float(mean[0]), abs=1e-5) and info["rm_std"] == pytest.approx(float(std[0]), abs=1e-5)
+        # trained on the RM, judged by entailment: its score and details sit apart from the reward's
+        entailment = gym.make("lmgym/TLDR-Entailment-v0", data_dir=local_data / "tldr", nli_model=tiny_nli, split="test")
+        entailment.reset(options={"index": 0})
+        _, truth, _, _, _ = entailment.step(" Burnt rice.")
+        assert info["ground_truth"] == pytest.approx(truth) and "entailment" in info["ground_truth_details"]
+        assert "entailment" not in info
+
+    def test_keyfacts_ground_truth_is_the_exact_judge_whatever_trains(self, tiny_nli):
+        env = gym.make("lmgym/KeyFacts-v0", judge="entailment", nli_model=tiny_nli, split="test")
+        env.reset(options={"index": 0})
+        problem = env.unwrapped.problem
+        _, reward, _, _, info = env.step(" " + problem.answer)
+        assert info["ground_truth"] == KeyFactsTask().facts_reward(problem, " " + problem.answer)[0] == 1.0
 
     def test_missing_data(self, tmp_path):
         with pytest.raises(FileNotFoundError, match="test.jsonl"):

@@ -103,8 +103,8 @@ class TestBadInput:
             gym.make("lmgym/Arithmetic-v0").step("1")  # through gym.make's wrappers too
 
     def test_unknown_split(self):
-        with pytest.raises(ValueError, match="unknown split 'validation'"):
-            gym.make("lmgym/Arithmetic-v0", split="validation")
+        with pytest.raises(ValueError, match="unknown split 'dev'"):
+            gym.make("lmgym/Arithmetic-v0", split="dev")
 
 
 def test_unicode_text_space():

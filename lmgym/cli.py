@@ -50,7 +50,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         shutil.rmtree(target)
     path = default_model(config)
     meta = json.loads((path / "lmgym_pretrain.json").read_text())
-    print(f"{path}\ntest accuracy {meta['test_accuracy']:.1%} on {meta['eval_problems']} problems "
+    print(f"{path}\nvalidation accuracy {meta['validation_accuracy']:.1%} on {meta['eval_problems']} problems "
           f"({meta['parameters']:,} parameters, {meta['train_seconds']} s of training)")
     return 0
 

@@ -32,7 +32,7 @@ def test_pretrain_learns_saves_and_caches(tmp_path, monkeypatch):
     path = default_model(config, progress=False)
     assert path.parent == tmp_path / "models" and path.name == config.name
     meta = json.loads((path / "lmgym_pretrain.json").read_text())
-    assert meta["config"]["steps"] == 60 and 0.0 <= meta["test_accuracy"] <= 1.0
+    assert meta["config"]["steps"] == 60 and 0.0 <= meta["validation_accuracy"] <= 1.0
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -41,8 +41,8 @@ def test_pretrain_learns_saves_and_caches(tmp_path, monkeypatch):
 
     model = AutoModelForCausalLM.from_pretrained(path)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    accuracy = evaluate_greedy(model, tokenizer, ArithmeticTask(), limit=50)
-    assert accuracy == pytest.approx(meta["test_accuracy"])  # the saved model is the evaluated one
+    accuracy = evaluate_greedy(model, tokenizer, ArithmeticTask(), "validation", limit=50)
+    assert accuracy == pytest.approx(meta["validation_accuracy"])  # the saved model is the evaluated one
     stamp = (path / "lmgym_pretrain.json").stat().st_mtime
     assert default_model(config, progress=False) == path  # cached: not retrained
     assert (path / "lmgym_pretrain.json").stat().st_mtime == stamp
@@ -50,6 +50,15 @@ def test_pretrain_learns_saves_and_caches(tmp_path, monkeypatch):
     generations = model.generate(**tokenizer(["12+34="], return_tensors="pt"), max_new_tokens=6, do_sample=False)
     answer = tokenizer.decode(generations[0, 6:], skip_special_tokens=True)
     assert answer.lstrip("-").isdigit()
+
+
+def test_the_default_model_is_the_shipped_artifact(tmp_path, monkeypatch):
+    from lmgym.bench import weights_hash
+    from lmgym.pretrain import DEFAULT_MODEL, DEFAULT_MODEL_SHA256, model_path
+
+    monkeypatch.setenv("LMGYM_CACHE", str(tmp_path))  # an empty cache: nothing is trained
+    assert default_model() == DEFAULT_MODEL and model_path("default") == str(DEFAULT_MODEL)
+    assert weights_hash(str(DEFAULT_MODEL)) == DEFAULT_MODEL_SHA256 and not any(tmp_path.iterdir())
 
 
 def test_config_fingerprint_covers_every_field():
@@ -60,7 +69,8 @@ def test_config_fingerprint_covers_every_field():
 
 @pytest.mark.slow
 def test_default_model_reaches_40_percent_but_not_near_100(tmp_path):
-    """The issue's bar, from scratch: >= 40% test accuracy, far from 100% (about 53% measured)."""
+    """The recipe of the shipped model, from scratch: >= 40% validation accuracy, far from 100%
+    (the shipped build: 50.6%; other CPUs build other weights, hence the shipped artifact)."""
     path = pretrain(PretrainConfig(), tmp_path / "default", progress=False)
     meta = json.loads((path / "lmgym_pretrain.json").read_text())
-    assert 0.40 <= meta["test_accuracy"] <= 0.85
+    assert 0.40 <= meta["validation_accuracy"] <= 0.85

@@ -82,6 +82,7 @@ class CoPGConfig(AgentConfig):
 class CoPG(Agent):
     name = "copg"
     Config = CoPGConfig
+    search_space = {"lr": ("log", 3e-6, 3e-4), "beta": ("log", 0.01, 0.5), "samples_per_prompt": ("choice", [2, 4, 8])}  # lmgym sweep (sweeps/)
     uses_reference = True
 
     def build(self) -> None:

@@ -4,11 +4,23 @@ and its weight sync, budget accounting, evaluation, checkpoint/resume, and the l
 An agent subclasses :class:`Agent`, names its config dataclass, and implements
 ``iteration(envs, budget) -> metrics``: sample (``self.sample``), compute its loss, step the
 optimizer (``self.optimizer_step``). The loop around it (``learn``) charges the budget,
-evaluates on the test split every ``eval_every`` samples, checkpoints atomically after each
-iteration, and resumes from the checkpoint when it finds one::
+evaluates on the validation split every ``eval_every`` samples, keeps the checkpoint that
+scores best there, checkpoints atomically after each iteration, resumes from the checkpoint
+when it finds one, and at the end evaluates that best checkpoint once on the test split::
 
     agent = PPO(PPOConfig(lr=1e-4))
     result = agent.learn("lmgym/Arithmetic-v0", Budget(max_samples=20_000), run_dir="runs/ppo")
+    result.test["test/ground_truth"]     # the final number: the validation-chosen checkpoint on test
+
+The final score is the greedy ground-truth mean on the whole test split (``test_problems``) of
+the checkpoint with the best validation score (``select_on``), so one lucky evaluation cannot
+carry it; the curve holds the validation metrics, with pass@k and maj@k when ``eval_k > 1``.
+
+Compute is counted beside samples: optimizer steps, trained tokens, and FLOP estimates
+(``6 N T`` for the T prompt+completion tokens of every forward/backward pass through the
+N-parameter policy, ``2 N T`` for forward-only passes, e.g. a frozen reference, and
+``2 N (prompt + completion)`` per generated sample; attention ignored), plus wall time
+without evaluation (``train_seconds``) and with it.
 
 Budgets are counted in generated samples and tokens, never wall time; the last rollout is
 shrunk to what is left of a sample budget (rounded up to whole groups of ``samples_per_prompt``).
@@ -36,7 +48,7 @@ import lmgym  # noqa: F401  (registers the env ids)
 from lmgym.generation import make_generator
 from lmgym.data import read_jsonl
 from lmgym.io import atomic_path
-from lmgym.metrics import vanishing_gradient_share
+from lmgym.metrics import maj_at_k, outcome_shares, pass_at_k, vanishing_gradient_share
 from lmgym.pretrain import model_path
 from lmgym.rollout import Budget, RolloutBatch, rollout
 from lmgym.rollout import evaluate as evaluation_rollout
@@ -161,8 +173,13 @@ class AgentConfig:
     top_p: float = 1.0  # nucleus sampling threshold (1: off)
     max_new_tokens: int = 24  # longest completion, in tokens
     micro_batch_size: int = 128  # sequences per forward/backward pass (memory only; not an optimizer step)
-    eval_every: int = 2000  # samples between evaluations on the test split (0: start and end only)
-    eval_problems: int = 500  # greedy accuracy on the first problems of the test split
+    eval_every: int = 2000  # samples between evaluations on the validation split (0: start and end only)
+    eval_problems: int = 500  # problems of the validation split evaluated (greedy, and eval_k samples each)
+    eval_k: int = 4  # samples per problem for pass@k / maj@k at each evaluation and the final test (1: greedy only)
+    eval_k_problems: int = 128  # validation problems sampled eval_k times at each evaluation (the test samples all)
+    checkpoint_seconds: float = 30.0  # with a run_dir: checkpoint when this long has passed (and at the end)
+    select_on: str = "reward"  # the checkpoint tested: best validation "reward" (no gold labels needed), "ground_truth", or "last"
+    test_problems: int | None = None  # problems of the test split in the final evaluation (None: all of it)
     seed: int = 0  # seeds problems, sampling, shuffling and initialisation
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", ...
 
@@ -212,15 +229,18 @@ def config_docs(config_class) -> list[tuple[str, str, Any, str]]:
 
 @dataclass
 class LearnResult:
-    curve: list[dict]  # one row per evaluation: samples, tokens, iteration, test metrics, train metrics
+    curve: list[dict]  # one row per evaluation: counters, validation metrics, train metrics
     budget: dict
     config: dict
     wall_seconds: float
-    eval_seconds: float = 0.0  # of wall_seconds, spent evaluating (for throughput numbers)
+    eval_seconds: float = 0.0  # of wall_seconds, spent evaluating (validation and the final test)
+    test: dict = dataclasses.field(default_factory=dict)  # the final test of the chosen checkpoint ({} if unfinished)
+    chosen: dict = dataclasses.field(default_factory=dict)  # which checkpoint: samples, iteration, validation score
 
     @property
     def final(self) -> dict:
-        return self.curve[-1]
+        """The last curve row (validation metrics) with the final test metrics."""
+        return {**self.curve[-1], **self.test}
 
 
 # --- the agent ----------------------------------------------------------------------------
@@ -232,6 +252,9 @@ class Agent:
     name = "agent"
     Config = AgentConfig
     uses_reference = False  # True: keep a frozen copy of the initial policy (KL anchors)
+    # what `lmgym sweep` tunes: {field: ("log", lo, hi) | ("float", lo, hi) | ("int", lo, hi) | ("choice", [...])};
+    # the built-in agents declare three fields each (equal tuning effort)
+    search_space: dict = {}
 
     def __init__(self, config: AgentConfig | None = None, generator=None, **overrides: Any):
         """``generator``: an existing sampler to use (e.g. one vLLM engine shared by several
@@ -260,13 +283,21 @@ class Agent:
         warmup = max(1, self.config.warmup_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: min(1.0, (step + 1) / warmup))
         self.generator = generator if generator is not None else self._make_generator()
+        if self.config.select_on not in ("reward", "ground_truth", "last"):
+            raise ValueError(f"select_on must be 'reward', 'ground_truth' or 'last', got {self.config.select_on!r}")
         self.iteration_count = 0
         self.optimizer_steps = 0  # compute counters, logged with every iteration and evaluation
         self.trained_tokens = 0  # completion tokens in the forward passes behind each optimizer step
+        self.train_flops = 0.0  # estimates (module docstring)
+        self.generation_flops = 0.0
+        self.train_seconds = 0.0  # wall time in iterations (evaluation excluded)
         self._pending_tokens = 0
+        self._evaluating = False  # forward passes made to evaluate are not training compute
+        self._parameters: dict[int, int] = {}
         self.curve: list[dict] = []
         self.train_log: list[dict] = []
         self.eval_seconds = 0.0
+        self.best: dict | None = None  # the validation-chosen checkpoint: score, samples, iteration, policy state
         self._evaluation_envs: dict[tuple, Any] = {}
 
     # construction helpers ------------------------------------------------------------------
@@ -309,8 +340,16 @@ class Agent:
         indices = rng.integers(envs.unwrapped.num_problems, size=prompts).tolist()
         options = dict(temperature=self.config.temperature, top_p=self.config.top_p, max_tokens=self.config.max_new_tokens)
         options.update(sampling)
-        return rollout(envs, generator or self.generator, n=n, indices=indices, seed=self.iteration_seed(), budget=budget,
-                       prefix=prefix, suffix=suffix, score=score, **options)
+        batch = rollout(envs, generator or self.generator, n=n, indices=indices, seed=self.iteration_seed(), budget=budget,
+                        prefix=prefix, suffix=suffix, score=score, **options)
+        tokens = sum(len(t.prompt_token_ids) + len(t.token_ids) for s in batch.samples for t in s.turns)
+        self.generation_flops += 2.0 * self.parameter_count(self.policy) * tokens
+        return batch
+
+    def parameter_count(self, model) -> int:
+        if id(model) not in self._parameters:
+            self._parameters[id(model)] = sum(p.numel() for p in model.parameters())
+        return self._parameters[id(model)]
 
     def queries_per_prompt(self) -> int | None:
         """Reward queries a rollout asks per prompt, when an agent asks fewer than it samples
@@ -319,8 +358,12 @@ class Agent:
 
     def logprobs(self, model, prompt_ids, completion_ids, return_hidden: bool = False):
         """``completion_logprobs`` in micro-batches, concatenated (padded to a common length)."""
-        if model is self.policy and torch.is_grad_enabled():  # these tokens will be trained on
-            self._pending_tokens += sum(len(ids) for ids in completion_ids)
+        if not self._evaluating:
+            training = model is self.policy and torch.is_grad_enabled()
+            if training:  # these tokens will be trained on
+                self._pending_tokens += sum(len(ids) for ids in completion_ids)
+            tokens = sum(len(p) + len(c) for p, c in zip(prompt_ids, completion_ids))
+            self.train_flops += (6.0 if training else 2.0) * self.parameter_count(model) * tokens
         size = self.config.micro_batch_size
         chunks = [
             completion_logprobs(model, prompt_ids[i : i + size], completion_ids[i : i + size], self.tokenizer.pad_token_id, return_hidden)
@@ -343,9 +386,12 @@ class Agent:
     def batch_metrics(batch: RolloutBatch) -> dict:
         """Reward mean, and the share of prompts whose n samples all scored the same: their
         policy gradient vanishes (Razin et al. 2024; logged as in ../shared/PAPERS.md)."""
-        metrics = {"train/reward": float(batch.rewards.mean())}
+        metrics = {"train/reward": float(batch.rewards.mean()),
+                   "train/ground_truth": float(np.mean([s.info.get("ground_truth", s.reward) for s in batch.samples]))}
         if batch.n >= 2:
             metrics["train/reward_std_zero_share"] = vanishing_gradient_share(batch.grouped_rewards())
+            shares = outcome_shares(correctness(batch))
+            metrics.update({f"train/{name}_share": value for name, value in shares.items()})
         return metrics
 
     def sampler_mismatch(self, batch: RolloutBatch, trainer_logprobs: torch.Tensor, mask: torch.Tensor) -> float:
@@ -422,59 +468,123 @@ class Agent:
         )
         return [g.completions[0].text for g in generations]
 
-    def evaluation_envs(self, env_id: str, env_kwargs: dict | None = None, k: int = 1, problems: int | None = None):
-        """The vector env evaluation runs on: the test split, ``problems x k`` sub-envs (built
-        once per agent and reused)."""
-        problems = problems or self.config.eval_problems
-        key = (env_id, json.dumps(env_kwargs or {}, sort_keys=True, default=str), k, problems)
+    def evaluation_envs(self, env_id: str, env_kwargs: dict | None = None, k: int = 1, problems: int | None = None,
+                        split: str = "validation"):
+        """The vector env evaluation runs on: ``problems x k`` sub-envs on ``split`` (all of the
+        split when ``problems`` is None or larger), built once per agent and reused."""
+        key = (env_id, json.dumps(env_kwargs or {}, sort_keys=True, default=str), k, problems, split)
         if key not in self._evaluation_envs:
-            envs = gym.make_vec(env_id, num_envs=problems * k, split="test", **(env_kwargs or {}))
-            if envs.unwrapped.num_problems < problems:  # a split smaller than asked for: all of it, once
-                envs = gym.make_vec(env_id, num_envs=envs.unwrapped.num_problems * k, split="test", **(env_kwargs or {}))
+            size = problems or 1
+            envs = gym.make_vec(env_id, num_envs=size * k, split=split, **(env_kwargs or {}))
+            if problems is None or envs.unwrapped.num_problems < problems:  # all of the split, once
+                envs = gym.make_vec(env_id, num_envs=envs.unwrapped.num_problems * k, split=split, **(env_kwargs or {}))
             self._evaluation_envs[key] = envs
         return self._evaluation_envs[key]
 
-    def evaluate(self, env_id: str, env_kwargs: dict | None = None, problems: int | None = None) -> dict:
-        """Greedy mean reward (accuracy for exact-answer tasks) on the first test problems: the
-        training rollout at temperature 0, on the agent's conditioned prompts."""
-        envs = self.evaluation_envs(env_id, env_kwargs, 1, problems)
-        batch = evaluation_rollout(envs, self.generator, problems=envs.unwrapped.num_envs, prefix=self.prompt_prefix(),
-                                   suffix=self.prompt_suffix(), max_tokens=self.config.max_new_tokens,
-                                   seed=self.iteration_seed())
-        return {"test/mean_reward": float(batch.rewards.mean()), "test/problems": batch.num_prompts}
+    def evaluate(self, env_id: str, env_kwargs: dict | None = None, problems: int | None = None,
+                 split: str = "validation") -> dict:
+        """Greedy mean reward and mean ground truth (``info["ground_truth"]``, the task's exact
+        judge) on the first ``problems`` of ``split`` (default ``eval_problems`` of validation):
+        the training rollout at temperature 0, on the agent's conditioned prompts. Keys are
+        ``val/...`` or ``test/...``."""
+        prefix = _prefix(split)
+        if problems is None and split == "validation":
+            problems = self.config.eval_problems
+        envs = self.evaluation_envs(env_id, env_kwargs, 1, problems, split)
+        batch = self._evaluation_rollout(envs, 1, temperature=0.0)
+        return {f"{prefix}/mean_reward": float(batch.rewards.mean()), f"{prefix}/ground_truth": float(ground_truths(batch).mean()),
+                f"{prefix}/problems": batch.num_prompts}
 
-    def evaluate_samples(self, env_id: str, env_kwargs: dict | None = None, k: int = 4, problems: int | None = None) -> dict:
-        """``k`` samples per test problem (at the training temperature): pass@k (unbiased),
-        maj@k, mean reward, the vanishing-gradient share, and KL(policy || reference) per
-        sequence (k1 estimate on the samples)."""
-        from lmgym.metrics import maj_at_k, pass_at_k
+    KL_PROBLEMS = 128
 
-        envs = self.evaluation_envs(env_id, env_kwargs, k, problems)
-        batch = evaluation_rollout(envs, self.generator, problems=envs.unwrapped.num_envs // k, k=k,
-                                   prefix=self.prompt_prefix(), suffix=self.prompt_suffix(),
-                                   temperature=self.config.temperature, top_p=self.config.top_p,
-                                   max_tokens=self.config.max_new_tokens, seed=self.iteration_seed())
+    def evaluate_samples(self, env_id: str, env_kwargs: dict | None = None, k: int = 4, problems: int | None = None,
+                         split: str = "validation", kl: bool = True) -> dict:
+        """``k`` samples per problem of ``split`` (at the training temperature), judged by the
+        ground truth: pass@k (unbiased), maj@k over the verifier's canonical answers (when the
+        task has answers), the sampled mean reward and ground truth, the shares of problems
+        solved / stuck / mixed, the reward's zero-std share (vanishing gradients), and
+        KL(policy || reference) per sequence (k1 estimate on the samples of the first
+        ``KL_PROBLEMS`` problems; with ``kl=True``)."""
+        prefix = _prefix(split)
+        if problems is None and split == "validation":
+            problems = self.config.eval_problems
+        envs = self.evaluation_envs(env_id, env_kwargs, k, problems, split)
+        batch = self._evaluation_rollout(envs, k, temperature=self.config.temperature, top_p=self.config.top_p)
         rewards = batch.grouped_rewards()
-        correct = np.array([bool(s.info.get("correct", s.reward >= 1.0)) for s in batch.samples]).reshape(rewards.shape)
-        answers = [s.info.get("extracted_answer") for s in batch.samples]
+        correct = correctness(batch)
+        metrics = {
+            f"{prefix}/pass@{k}": float(np.mean([pass_at_k(k, int(c.sum()), k) for c in correct])),
+            f"{prefix}/sampled_mean_reward": float(rewards.mean()),
+            f"{prefix}/sampled_ground_truth": float(ground_truths(batch).mean()),
+        }
+        answers = [s.info.get("canonical_answer") for s in batch.samples]
+        if any(a is not None for a in answers):
+            metrics[f"{prefix}/maj@{k}"] = float(np.mean([maj_at_k(answers[i * k : (i + 1) * k], correct[i], k)
+                                                           for i in range(len(correct))]))
+        if k >= 2:
+            metrics[f"{prefix}/reward_std_zero_share"] = vanishing_gradient_share(rewards)
+            metrics.update({f"{prefix}/{name}_share": value for name, value in outcome_shares(correct).items()})
+        if kl:
+            metrics[f"{prefix}/kl_to_reference"] = self._kl_to_reference(batch.samples[: self.KL_PROBLEMS * k])
+        return metrics
+
+    def _evaluation_rollout(self, envs, k: int, **sampling) -> RolloutBatch:
+        self._evaluating = True
+        try:
+            return evaluation_rollout(envs, self.generator, problems=envs.unwrapped.num_envs // k, k=k,
+                                      prefix=self.prompt_prefix(), suffix=self.prompt_suffix(),
+                                      max_tokens=self.config.max_new_tokens, seed=self.iteration_seed(), **sampling)
+        finally:
+            self._evaluating = False
+
+    def _kl_to_reference(self, samples: list) -> float:
         reference = self.reference
         if reference is None:  # agents without a KL anchor: load the initial weights to measure drift
-            from transformers import AutoModelForCausalLM
+            if getattr(self, "_initial", None) is None:
+                from transformers import AutoModelForCausalLM
 
-            reference = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32).to(self.device).eval()
-        prompt_ids = [s.prompt_token_ids for s in batch.samples]
-        completion_ids = [s.token_ids for s in batch.samples]
-        with torch.no_grad():
-            logprobs, mask = self.logprobs(self.policy, prompt_ids, completion_ids)
-            ref_logprobs, _ = self.logprobs(reference, prompt_ids, completion_ids)
-        kl = float(((logprobs - ref_logprobs) * mask).sum(1).mean())
-        return {
-            f"test/pass@{k}": float(np.mean([pass_at_k(k, int(c.sum()), k) for c in correct])),
-            f"test/maj@{k}": float(np.mean([maj_at_k(answers[i * k : (i + 1) * k], correct[i], k) for i in range(len(correct))])),
-            "test/sampled_mean_reward": float(rewards.mean()),
-            "test/reward_std_zero_share": vanishing_gradient_share(rewards) if k >= 2 else float("nan"),
-            "test/kl_to_reference": kl,
-        }
+                self._initial = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32).to(self.device).eval()
+            reference = self._initial
+        prompt_ids = [s.prompt_token_ids for s in samples]
+        completion_ids = [s.token_ids for s in samples]
+        self._evaluating = True
+        try:
+            with torch.no_grad():
+                logprobs, mask = self.logprobs(self.policy, prompt_ids, completion_ids)
+                ref_logprobs, _ = self.logprobs(reference, prompt_ids, completion_ids)
+        finally:
+            self._evaluating = False
+        return float(((logprobs - ref_logprobs) * mask).sum(1).mean())
+
+    def evaluate_all(self, env_id: str, env_kwargs: dict | None = None, split: str = "validation") -> dict:
+        """Greedy evaluation, plus ``eval_k`` samples per problem when ``eval_k > 1``: on the
+        first ``eval_k_problems`` of validation along the curve (no KL), on every test problem
+        (with KL) in the final test."""
+        validation = split == "validation"
+        problems = self.config.eval_problems if validation else self.config.test_problems
+        metrics = self.evaluate(env_id, env_kwargs, problems, split)
+        if self.config.eval_k > 1:
+            sampled = min(problems, self.config.eval_k_problems) if validation else problems
+            metrics.update(self.evaluate_samples(env_id, env_kwargs, self.config.eval_k, sampled, split, kl=not validation))
+        return metrics
+
+    def test(self, env_id: str, env_kwargs: dict | None = None) -> dict:
+        """The final number: the validation-chosen checkpoint (:attr:`best`) evaluated once on
+        the test split (``test_problems``, default all of it); the policy is restored after."""
+        start = time.perf_counter()
+        current = None
+        if self.best is not None and self.best["iteration"] != self.iteration_count:
+            current = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
+            self.policy.load_state_dict(self.best["state"])
+            self.sync_generator()
+        try:
+            metrics = self.evaluate_all(env_id, env_kwargs, split="test")
+        finally:
+            if current is not None:
+                self.policy.load_state_dict(current)
+                self.sync_generator()
+        self.eval_seconds += time.perf_counter() - start
+        return metrics
 
     # the loop -----------------------------------------------------------------------------------
 
@@ -486,12 +596,15 @@ class Agent:
         env_kwargs: dict | None = None,
         progress: bool = True,
         stop_after: int | None = None,
+        test: bool = True,
     ) -> LearnResult:
-        """Train until ``budget`` is spent, evaluating every ``eval_every`` samples.
+        """Train until ``budget`` is spent, evaluating on validation every ``eval_every``
+        samples; then test the validation-chosen checkpoint once (``LearnResult.test``;
+        ``test=False`` skips it, as a hyper-parameter sweep must).
 
-        With ``run_dir``, a checkpoint is written atomically after every iteration and an
-        existing one is resumed. ``stop_after`` stops after that many iterations (this call),
-        as an interruption would.
+        With ``run_dir``, a checkpoint is written atomically every ``checkpoint_seconds`` (and
+        when the run stops) and an existing one is resumed. ``stop_after`` stops after that many iterations (this call),
+        as an interruption would; the test is then not run.
         """
         from tqdm.auto import tqdm
 
@@ -504,11 +617,13 @@ class Agent:
         if not self.curve:
             self._evaluate_into_curve(env_id, env_kwargs, budget)
         bar = tqdm(total=budget.max_samples, initial=budget.samples, desc=f"{self.name} {env_id}", unit="sample", disable=not progress)
-        done_here = 0
+        done_here, saved = 0, time.perf_counter()
         while not budget.exhausted:
-            before = budget.samples
+            before, started = budget.samples, time.perf_counter()
             metrics = self.iteration(envs, budget)
             self.iteration_count += 1
+            self.train_seconds += time.perf_counter() - started
+            budget.trained_tokens = self.trained_tokens
             metrics.update(self.counters(budget))
             self.train_log.append(metrics)
             bar.update(budget.samples - before)
@@ -516,33 +631,47 @@ class Agent:
             last_eval = self.curve[-1]["samples"]
             if budget.exhausted or (self.config.eval_every and budget.samples - last_eval >= self.config.eval_every):
                 self._evaluate_into_curve(env_id, env_kwargs, budget)
-            if checkpoint is not None:
-                self.save(checkpoint, budget)
             done_here += 1
-            if stop_after is not None and done_here >= stop_after:
+            stopping = budget.exhausted or (stop_after is not None and done_here >= stop_after)
+            if checkpoint is not None and (stopping or time.perf_counter() - saved >= self.config.checkpoint_seconds):
+                self.save(checkpoint, budget)
+                saved = time.perf_counter()
+            if stopping:
                 break
         bar.close()
-        return LearnResult(self.curve, budget.state_dict(), dataclasses.asdict(self.config), time.perf_counter() - start, self.eval_seconds)
+        final = self.test(env_id, env_kwargs) if test and budget.exhausted else {}
+        chosen = {k: v for k, v in (self.best or {}).items() if k != "state"}
+        return LearnResult(self.curve, budget.state_dict(), dataclasses.asdict(self.config), time.perf_counter() - start,
+                           self.eval_seconds, final, chosen)
 
     def counters(self, budget: Budget) -> dict:
         """What has been spent so far, logged beside every metric so that curves line up:
-        generated samples and tokens, reward queries, iterations, optimizer steps, trained tokens."""
+        generated samples and tokens, reward queries, iterations, optimizer steps, trained
+        tokens, FLOP estimates (training, generation) and training wall time."""
         return {"samples": budget.samples, "tokens": budget.tokens, "queries": budget.queries,
                 "iteration": self.iteration_count, "optimizer_steps": self.optimizer_steps,
-                "trained_tokens": self.trained_tokens}
+                "trained_tokens": self.trained_tokens, "train_flops": self.train_flops,
+                "generation_flops": self.generation_flops, "train_seconds": round(self.train_seconds, 3)}
 
     def make_envs(self, env_id: str, env_kwargs: dict):
         return gym.make_vec(env_id, num_envs=self.config.prompts_per_iteration * self.config.samples_per_prompt, **env_kwargs)
 
     def _evaluate_into_curve(self, env_id, env_kwargs, budget: Budget) -> None:
+        """Evaluate on validation, log the row, and keep the policy if it is the best so far
+        (ties keep the earlier checkpoint)."""
         start = time.perf_counter()
         row = self.counters(budget)
-        row.update(self.evaluate(env_id, env_kwargs))
+        row.update(self.evaluate_all(env_id, env_kwargs, split="validation"))
         self.eval_seconds += time.perf_counter() - start
+        row["eval_seconds"] = round(self.eval_seconds, 3)
         recent = [m for m in self.train_log if m["iteration"] > (self.curve[-1]["iteration"] if self.curve else 0)]
         for key in {k for m in recent for k in m if k.startswith("train/")}:
             row[key] = float(np.mean([m[key] for m in recent if key in m]))
         self.curve.append(row)
+        score = row["val/ground_truth" if self.config.select_on == "ground_truth" else "val/mean_reward"]
+        if self.best is None or self.config.select_on == "last" or score > self.best["score"]:
+            self.best = {"score": score, "samples": row["samples"], "iteration": row["iteration"],
+                         "state": {k: v.detach().clone() for k, v in self.policy.state_dict().items()}}
 
     # checkpoints --------------------------------------------------------------------------------
 
@@ -566,6 +695,9 @@ class Agent:
             "iteration": self.iteration_count,
             "optimizer_steps": self.optimizer_steps,
             "trained_tokens": self.trained_tokens,
+            "compute": {"train_flops": self.train_flops, "generation_flops": self.generation_flops,
+                        "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds},
+            "best": self.best,
             "curve": self.curve,
             "train_log": self.train_log,
             "budget": budget.state_dict() if budget is not None else None,
@@ -585,12 +717,30 @@ class Agent:
         self.scheduler.load_state_dict(state["scheduler"])
         self.iteration_count, self.curve, self.train_log = state["iteration"], state["curve"], state["train_log"]
         self.optimizer_steps, self.trained_tokens = state.get("optimizer_steps", 0), state.get("trained_tokens", 0)
+        compute = state.get("compute", {})
+        self.train_flops, self.generation_flops = compute.get("train_flops", 0.0), compute.get("generation_flops", 0.0)
+        self.train_seconds, self.eval_seconds = compute.get("train_seconds", 0.0), compute.get("eval_seconds", 0.0)
+        self.best = state.get("best")
         self.load_extra_state(state["extra"])
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
         torch.set_rng_state(state["rng"]["torch"])
         self.sync_generator()
         return Budget.from_state_dict(state["budget"]) if state["budget"] is not None else None
+
+
+def _prefix(split: str) -> str:
+    return {"validation": "val", "test": "test"}.get(split, split)
+
+
+def ground_truths(batch: RolloutBatch) -> np.ndarray:
+    """Each sample's ground truth (``info["ground_truth"]``; the reward where a task sets none)."""
+    return np.array([s.info.get("ground_truth", s.reward) for s in batch.samples], dtype=np.float64)
+
+
+def correctness(batch: RolloutBatch) -> np.ndarray:
+    """``(num_prompts, n)`` booleans: a sample is correct when its ground truth reaches 1."""
+    return (ground_truths(batch) >= 1.0).reshape(batch.num_prompts, batch.n)
 
 
 @dataclass
@@ -605,10 +755,14 @@ class BasePolicy(Agent):
     name = "base"
     Config = BasePolicyConfig
 
-    def learn(self, env_id, budget, run_dir=None, env_kwargs=None, progress=True, stop_after=None) -> LearnResult:
+    def learn(self, env_id, budget, run_dir=None, env_kwargs=None, progress=True, stop_after=None, test=True) -> LearnResult:
         start = time.perf_counter()
+        env_kwargs = dict(env_kwargs or {})
         if not self.curve:
-            self._evaluate_into_curve(env_id, dict(env_kwargs or {}), budget)
-        return LearnResult(self.curve, budget.state_dict(), dataclasses.asdict(self.config), time.perf_counter() - start)
+            self._evaluate_into_curve(env_id, env_kwargs, budget)
+        final = self.test(env_id, env_kwargs) if test else {}
+        chosen = {k: v for k, v in self.best.items() if k != "state"}
+        return LearnResult(self.curve, budget.state_dict(), dataclasses.asdict(self.config), time.perf_counter() - start,
+                           self.eval_seconds, final, chosen)
 
 

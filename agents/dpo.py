@@ -89,6 +89,7 @@ class DPOConfig(AgentConfig):
 class DPO(Agent):
     name = "dpo"
     Config = DPOConfig
+    search_space = {"lr": ("log", 3e-6, 3e-4), "beta": ("log", 0.03, 0.5), "sft_coef": ("choice", [0.0, 0.5, 1.0])}  # lmgym sweep (sweeps/)
     uses_reference = True
 
     def build(self) -> None:

@@ -32,6 +32,7 @@ class ExItConfig(AgentConfig):
 class ExIt(Agent):
     name = "exit"
     Config = ExItConfig
+    search_space = {"lr": ("log", 1e-5, 1e-3), "samples_per_prompt": ("choice", [2, 4, 8]), "epochs": ("choice", [1, 2])}  # lmgym sweep (sweeps/)
 
     def build(self) -> None:
         self.dataset: list[tuple[list[int], list[int]]] = []  # (prompt_ids, completion_ids), kept samples

@@ -80,6 +80,7 @@ class GRPOConfig(AgentConfig):
 class GRPO(Agent):
     name = "grpo"
     Config = GRPOConfig
+    search_space = {"lr": ("log", 3e-6, 3e-4), "beta": ("choice", [0.0, 0.01, 0.05]), "epochs": ("choice", [1, 2])}  # lmgym sweep (sweeps/)
 
     @property
     def uses_reference(self) -> bool:  # the reference model is loaded only when the KL term is on

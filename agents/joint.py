@@ -127,6 +127,7 @@ class JointConfig(AgentConfig):
 class Joint(Agent):
     name = "joint"
     Config = JointConfig
+    search_space = {"lr": ("log", 3e-6, 3e-4), "reward_coef": ("log", 0.1, 3.0), "exploration": ("choice", ["thompson", "greedy"])}  # lmgym sweep (sweeps/)
 
     def build(self) -> None:
         width = self.policy.config.hidden_size

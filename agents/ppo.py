@@ -97,6 +97,7 @@ def token_rewards(scores, kl, mask, kl_coef: float, dense_positions=None) -> tor
 class PPO(Agent):
     name = "ppo"
     Config = PPOConfig
+    search_space = {"lr": ("log", 3e-6, 3e-4), "kl_coef": ("log", 0.005, 0.2), "epochs": ("choice", [1, 2])}  # lmgym sweep (sweeps/)
     uses_reference = True
 
     def build(self) -> None:

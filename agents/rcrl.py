@@ -75,6 +75,7 @@ def label_weights(labels: list[str]) -> list[float]:
 class RCRL(Agent):
     name = "rcrl"
     Config = RCRLConfig
+    search_space = {"lr": ("log", 1e-5, 1e-3), "max_dataset": ("choice", [2048, 4096, 8192]), "epochs": ("choice", [1, 2])}  # lmgym sweep (sweeps/)
 
     def build(self) -> None:
         if self.config.label_position not in LABEL_POSITIONS:

@@ -29,6 +29,7 @@ class SFTConfig(AgentConfig):
 class SFT(Agent):
     name = "sft"
     Config = SFTConfig
+    search_space = {"lr": ("log", 1e-5, 1e-3), "minibatch_size": ("choice", [16, 32, 64]), "epochs": ("choice", [1, 2])}  # lmgym sweep (sweeps/)
 
     def iteration(self, envs, budget: Budget) -> dict:
         cfg = self.config

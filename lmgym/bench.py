@@ -1,16 +1,18 @@
 """``lmgym bench``: agents x environments x seeds under one budget, one result JSON per cell.
 
 Each cell trains one agent from the same model on one env with one seed until the budget (in
-generated samples, and optionally tokens) is spent, evaluates it on the test split (greedy mean
-reward along the way; at the end also pass@k, maj@k, the vanishing-gradient share and KL to the
-initial model from k samples per problem), and writes
-``<out>/<env>/<agent>/seed<k>/result.json`` (validated against ``lmgym/schemas/result-v1.json``)
-plus the learning curve as CSV. Finished cells are skipped when the command is run again, and an
-interrupted cell resumes from its checkpoint. A summary table (mean ± 95% CI over seeds) and a
-plot of the curves close the run.
+generated samples; optionally generated tokens and trained tokens) is spent, evaluating on the
+validation split along the way (greedy mean reward and ground truth; pass@k, maj@k and the
+solved/stuck/mixed shares from ``eval_k`` samples per problem), then tests the checkpoint that
+scored best on validation once on the whole test split, and writes
+``<out>/<env>/<agent>/seed<k>/result.json`` (validated against ``lmgym/schemas/result-v2.json``;
+it records compute beside samples) plus the learning curve as CSV. Finished cells are skipped when
+the command is run again, and an interrupted cell resumes from its checkpoint. A summary table
+(:mod:`lmgym.stats`: mean with a 95% t interval over seeds, IQM, probability of improvement over
+the base policy, ranks only where intervals separate) and a plot of the curves close the run.
 
-The embedded default (no arguments): lmgym's pretrained tiny model on ``lmgym/Arithmetic-v0``,
-every registered agent, seed 0, 20,000 samples each (its measured time is in README.md).
+The embedded default (no arguments): lmgym's shipped tiny model on ``lmgym/Arithmetic-v0``,
+every built-in agent, seed 0, 20,000 samples each (its measured time is in README.md).
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = ["BenchConfig", "load_config", "run_bench", "validate_result"]
 
-SCHEMA_PATH = Path(__file__).with_name("schemas") / "result-v1.json"
+SCHEMA_PATH = Path(__file__).with_name("schemas") / "result-v2.json"
 DEFAULT_AGENTS = ["base", "sft", "ppo", "exit", "rcrl", "grpo", "rloo", "copg", "dpo", "joint"]  # every built-in
 
 
@@ -42,10 +46,12 @@ class BenchConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     samples: int = 20_000  # budget per cell, in generated samples (the Agents I protocol)
     tokens: int | None = None  # optional budget in generated tokens
+    trained_tokens: int | None = None  # optional cap on trained (completion) tokens: training compute
     model: str = "default"
     out: str = "runs/bench"
-    eval_problems: int = 500
-    eval_k: int = 4  # samples per test problem for pass@k / maj@k
+    eval_problems: int = 500  # validation problems per evaluation along the curve
+    eval_k: int = 4  # samples per problem for pass@k / maj@k, along the curve and in the final test
+    test_problems: int | None = None  # problems in the final test (None: the whole test split)
     env_kwargs: dict = field(default_factory=dict)  # passed to every gym.make
     agent_overrides: dict = field(default_factory=dict)  # {"ppo": {"lr": 1e-5}, ...}
     ray: str | None = None  # a Ray address ("auto", "ray://host:10001") or "local"; None: run in-process
@@ -54,8 +60,9 @@ class BenchConfig:
     def __post_init__(self):
         if self.samples is None or self.samples <= 0:
             raise ValueError(f"samples (the budget) must be a positive number, got {self.samples}")
-        if self.tokens is not None and self.tokens <= 0:
-            raise ValueError(f"tokens must be positive or unset, got {self.tokens}")
+        for name in ("tokens", "trained_tokens"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive or unset, got {getattr(self, name)}")
         if not self.envs or not self.agents or not self.seeds:
             raise ValueError("envs, agents and seeds must each name at least one")
         unknown = set(self.agent_overrides) - set(self.agents)
@@ -157,6 +164,7 @@ def _agent_config(config: BenchConfig, agent_name: str, seed: int):
     agent_class = load_agent(agent_name)
     overrides = dict(config.agent_overrides.get(agent_name, {}))
     return config_from_dict(agent_class.Config, {"model": config.model, "seed": seed, "eval_problems": config.eval_problems,
+                                                 "eval_k": config.eval_k, "test_problems": config.test_problems,
                                                  "eval_every": max(config.samples // 4, 1), **overrides})
 
 
@@ -189,7 +197,8 @@ def _stale_reason(result: dict, config: BenchConfig, agent_config) -> str | None
     without_model = lambda c: {k: v for k, v in c.items() if k != "model"}  # a path; the weights decide
     if without_model(result["agent"]["config"]) != without_model(as_json(dataclasses.asdict(agent_config))):
         return "another agent config"
-    if (result["budget"]["max_samples"], result["budget"]["max_tokens"]) != (config.samples, config.tokens):
+    if (result["budget"]["max_samples"], result["budget"]["max_tokens"], result["budget"].get("max_trained_tokens")) != (
+            config.samples, config.tokens, config.trained_tokens):
         return "another budget"
     if result["env"]["kwargs"] != as_json(config.env_kwargs):
         return "other env kwargs"
@@ -210,24 +219,29 @@ def run_cell(config: BenchConfig, env_id: str, agent_name: str, seed: int, progr
         return finished
     agent_class = load_agent(agent_name)
     agent = agent_class(_agent_config(config, agent_name, seed))
-    budget = Budget(max_samples=config.samples, max_tokens=config.tokens)
+    budget = Budget(max_samples=config.samples, max_tokens=config.tokens, max_trained_tokens=config.trained_tokens)
     learned = agent.learn(env_id, budget, run_dir=cell_dir, env_kwargs=config.env_kwargs, progress=progress)
-    final = dict(learned.final)
-    final.update(agent.evaluate_samples(env_id, config.env_kwargs, k=config.eval_k))
+    last = learned.curve[-1]
     env_version = int(env_id.rsplit("-v", 1)[1]) if "-v" in env_id else None
     result = {
-        "schema_version": 1,
+        "schema_version": 2,
         "lmgym_version": __version__,
         "git_commit": _git_commit(),
         "env": {"id": env_id, "version": env_version, "kwargs": config.env_kwargs},
         "agent": {"name": agent_name, "class": f"{agent_class.__module__}:{agent_class.__name__}",
                   "config": dataclasses.asdict(agent.config)},
         "seed": seed,
-        "budget": {"max_samples": config.samples, "max_tokens": config.tokens,
-                   "samples": learned.budget["samples"], "tokens": learned.budget["tokens"]},
-        "model": {"name": agent.model_path if config.model == "default" else config.model,
+        "budget": {"max_samples": config.samples, "max_tokens": config.tokens, "max_trained_tokens": config.trained_tokens,
+                   "samples": learned.budget["samples"], "tokens": learned.budget["tokens"],
+                   "trained_tokens": learned.budget["trained_tokens"]},
+        "model": {"name": "default" if config.model == "default" else config.model,
                   "weights_sha256": weights_hash(agent.model_path)},
-        "metrics": {k: v for k, v in final.items() if k.startswith("test/")},
+        "metrics": learned.test,
+        "chosen": {"select_on": agent.config.select_on, **learned.chosen},
+        "compute": {"optimizer_steps": last["optimizer_steps"], "trained_tokens": last["trained_tokens"],
+                    "generated_tokens": learned.budget["tokens"], "train_flops": last["train_flops"],
+                    "generation_flops": last["generation_flops"], "train_seconds": last["train_seconds"],
+                    "eval_seconds": round(learned.eval_seconds, 3), "wall_seconds": round(learned.wall_seconds, 3)},
         "curve": learned.curve,
         "wall_seconds": learned.wall_seconds,
         **environment_record(),
@@ -322,55 +336,97 @@ def run_bench(config: BenchConfig, progress: bool = True) -> list[dict]:
     return results
 
 
-def summary_table(results: list[dict]) -> str:
-    """Markdown (tabulate) table per env: mean ± 95% CI over seeds of the final metrics."""
-    from tabulate import tabulate
+BASELINE = "base"
 
-    from lmgym.metrics import mean_and_ci
+
+def summary_rows(results: list[dict], env_id: str) -> list[dict]:
+    """One row per agent on ``env_id``: the final test score (ground truth; mean with a 95%
+    Student-t interval over seeds, IQM with a bootstrap interval), the probability of improving
+    on the base policy, the rank (only where intervals separate; >= 3 seeds), the training
+    reward's gap to the ground truth, pass@k / maj@k, and compute."""
+    from lmgym import stats
+
+    cells = [r for r in results if r["env"]["id"] == env_id]
+    groups = {agent: [r for r in cells if r["agent"]["name"] == agent] for agent in dict.fromkeys(r["agent"]["name"] for r in cells)}
+    truth = {agent: [r["metrics"]["test/ground_truth"] for r in group] for agent, group in groups.items()}
+    intervals = {agent: stats.mean_interval(values) for agent, values in truth.items()}
+    ranks = stats.rank_by_intervals(intervals, {agent: len(group) for agent, group in groups.items()})
+    rows = []
+    for agent, group in groups.items():
+        mean = lambda key, source="metrics": float(np.mean([r[source][key] for r in group]))
+        row = {"rank": ranks[agent] if ranks[agent] is not None else "-", "agent": agent, "seeds": len(group),
+               "test ground truth (95% CI)": intervals[agent].format(),
+               "IQM (95% bootstrap CI)": stats.iqm_interval(truth[agent]).format() if len(group) > 1 else "-",
+               "P(> base)": (f"{stats.probability_of_improvement(truth[agent], truth[BASELINE]):.2f}"
+                             if BASELINE in truth and agent != BASELINE else "-"),
+               "reward - truth": f"{mean('test/mean_reward') - mean('test/ground_truth'):+.3f}"}
+        for key in sorted(k for k in group[0]["metrics"] if k.startswith(("test/pass@", "test/maj@"))):
+            row[key.removeprefix("test/")] = f"{mean(key):.3f}"
+        if "test/solved_share" in group[0]["metrics"]:
+            row["solved/stuck"] = f"{mean('test/solved_share'):.2f}/{mean('test/stuck_share'):.2f}"
+        compute = group[0]["compute"]
+        row.update({"samples": group[0]["budget"]["samples"], "opt. steps": round(mean("optimizer_steps", "compute")),
+                    "trained tok.": round(mean("trained_tokens", "compute")),
+                    "TFLOPs train+gen": f"{(mean('train_flops', 'compute') + mean('generation_flops', 'compute')) / 1e12:.2f}",
+                    "wall s": round(mean("wall_seconds", "compute")),
+                    "eval share": f"{mean('eval_seconds', 'compute') / max(mean('wall_seconds', 'compute'), 1e-9):.0%}"})
+        del compute
+        rows.append(row)
+    return sorted(rows, key=lambda row: (row["rank"] if row["rank"] != "-" else 10**6, -float(row["test ground truth (95% CI)"].split()[0])))
+
+
+def summary_table(results: list[dict]) -> str:
+    """Markdown tables (tabulate), one per env, of :func:`summary_rows`, with how they were computed."""
+    from tabulate import tabulate
 
     sections = []
     for env_id in dict.fromkeys(r["env"]["id"] for r in results):
-        rows = []
-        cells = [r for r in results if r["env"]["id"] == env_id]
-        for agent in dict.fromkeys(r["agent"]["name"] for r in cells):
-            group = [r for r in cells if r["agent"]["name"] == agent]
-            metrics = [k for k in group[0]["metrics"] if k != "test/problems"]
-            row = {"agent": agent, "seeds": len(group), "samples": group[0]["budget"]["samples"]}
-            for key in metrics:
-                mean, half = mean_and_ci([r["metrics"][key] for r in group])
-                row[key.removeprefix("test/")] = f"{mean:.3f}" + (f" ± {half:.3f}" if len(group) > 1 else "")
-            rows.append(row)
-        sections.append(f"### {env_id}\n\n" + tabulate(rows, headers="keys", tablefmt="github"))
+        sections.append(f"### {env_id}\n\n" + tabulate(summary_rows(results, env_id), headers="keys", tablefmt="github"))
+    sections.append(SUMMARY_NOTE)
     return "\n\n".join(sections)
 
 
+SUMMARY_NOTE = (
+    "Test ground truth: greedy, whole test split, at the checkpoint chosen on validation; mean over seeds with a "
+    "95% Student-t interval (n-1 dof). IQM: interquartile mean with a 95% percentile bootstrap interval over runs. "
+    "P(> base): probability that a run beats a base-policy run (rliable). Rank: 1 + the number of agents whose "
+    "interval lies wholly above; equal ranks are ties; agents with fewer than 3 seeds are not ranked. "
+    "reward - truth: the training reward's excess over the ground truth on test (reward hacking shows here). "
+    "Compute per run: optimizer steps, trained (completion) tokens, FLOP estimates, wall time and the share of it "
+    "spent evaluating."
+)
+
+
 def plot_curves(results: list[dict], path: Path, baseline: float | None = None) -> None:
-    """Test mean reward vs generated samples, one line per agent (band: min-max over seeds)."""
+    """Validation ground truth (greedy) vs generated samples, one line per agent (band: min-max
+    over seeds), and the test score of the chosen checkpoint as a marker at the end."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     envs = list(dict.fromkeys(r["env"]["id"] for r in results))
     fig, axes = plt.subplots(1, len(envs), figsize=(6.5 * len(envs), 4.2), squeeze=False)
     for ax, env_id in zip(axes[0], envs):
         cells = [r for r in results if r["env"]["id"] == env_id]
         for agent in dict.fromkeys(r["agent"]["name"] for r in cells):
-            curves = [r["curve"] for r in cells if r["agent"]["name"] == agent]
+            group = [r for r in cells if r["agent"]["name"] == agent]
+            curves = [r["curve"] for r in group]
             length = min(len(c) for c in curves)
             x = np.mean([[p["samples"] for p in c[:length]] for c in curves], axis=0)
-            y = np.array([[p["test/mean_reward"] for p in c[:length]] for c in curves])
-            ax.plot(x, y.mean(0), marker="o", label=agent)
+            y = np.array([[p["val/ground_truth"] for p in c[:length]] for c in curves])
+            (line,) = ax.plot(x, y.mean(0), marker="o", markersize=3, label=agent)
             if len(curves) > 1:
-                ax.fill_between(x, y.min(0), y.max(0), alpha=0.2)
+                ax.fill_between(x, y.min(0), y.max(0), alpha=0.15, color=line.get_color())
+            ax.plot([x[-1]], [np.mean([r["metrics"]["test/ground_truth"] for r in group])], marker="*", markersize=11,
+                    color=line.get_color(), linestyle="none")
         if baseline is not None:
             ax.axhline(baseline, color="grey", linestyle="--", label="base policy")
-        ax.set_title(env_id)
+        ax.set_title(f"{env_id} (line: validation; star: test of the chosen checkpoint)", fontsize=9)
         ax.set_xlabel("generated samples")
-        ax.set_ylabel("test mean reward (greedy)")
+        ax.set_ylabel("ground truth, greedy")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7)
     fig.tight_layout()
     from lmgym.io import atomic_path
 
@@ -383,6 +439,7 @@ def config_from_args(args: Any) -> BenchConfig:
     """Flags over an optional config file over the defaults."""
     config = load_config(args.config) if args.config else BenchConfig()
     overrides = {k: v for k, v in {"envs": args.env, "agents": args.agent, "seeds": args.seeds, "samples": args.samples,
-                                   "tokens": args.tokens, "model": args.model, "out": args.out,
-                                   "eval_problems": args.eval_problems, "ray": args.ray}.items() if v is not None}
+                                   "tokens": args.tokens, "trained_tokens": args.trained_tokens, "model": args.model,
+                                   "out": args.out, "eval_problems": args.eval_problems, "eval_k": args.eval_k,
+                                   "test_problems": args.test_problems, "ray": args.ray}.items() if v is not None}
     return dataclasses.replace(config, **overrides)

@@ -90,6 +90,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from lmgym.sweep import config_from_args, run_sweep
+
+    config = config_from_args(args)
+    records = run_sweep(config, progress=not args.quiet)
+    rows = [(agent, len(r["trials"]), r["best"]["validation"], r["best"]["params"]) for agent, r in records.items()]
+    print(tabulate(rows, headers=["agent", "trials", "best validation", "best parameters"]))
+    print(f"\nevery trial recorded in {config.out}/")
+    return 0
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from lmgym import leaderboard
 
@@ -151,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     envs = commands.add_parser("envs", help="list the registered environments")
     envs.set_defaults(func=cmd_envs)
-    pretrain = commands.add_parser("pretrain", help="pretrain lmgym's tiny model on Arithmetic (cached)")
+    pretrain = commands.add_parser("pretrain", help="pretrain a new tiny model on Arithmetic (cached; the default one ships)")
     pretrain.add_argument("--steps", type=int, help="optimizer steps (default: the calibrated default)")
     pretrain.add_argument("--size", choices=["tiny", "small"], help="model shape (default: tiny)")
     pretrain.add_argument("--seed", type=int)
@@ -164,13 +177,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", nargs="+", type=int)
     bench.add_argument("--samples", type=int, help="budget per cell in generated samples (default 20000)")
     bench.add_argument("--tokens", type=int, help="optional budget per cell in generated tokens")
-    bench.add_argument("--model", help="HF name or path (default: lmgym's pretrained tiny model)")
+    bench.add_argument("--trained-tokens", type=int, help="optional cap per cell on trained tokens (training compute)")
+    bench.add_argument("--model", help="HF name or path (default: lmgym's shipped tiny model)")
     bench.add_argument("--out", help="output folder (default runs/bench)")
-    bench.add_argument("--eval-problems", type=int)
+    bench.add_argument("--eval-problems", type=int, help="validation problems per evaluation (default 500)")
+    bench.add_argument("--eval-k", type=int, help="samples per problem for pass@k/maj@k along the curve and in the test (default 4)")
+    bench.add_argument("--test-problems", type=int, help="problems in the final test (default: the whole test split)")
     bench.add_argument("--ray", help="fan cells out over Ray: a cluster address, or 'local' for a local instance")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
     bench.add_argument("--help-agent", metavar="NAME", help="print an agent's config fields with their docs, then exit")
     bench.set_defaults(func=cmd_bench)
+    sweep = commands.add_parser("sweep", help="tune agents' declared search spaces on the validation split (Optuna)")
+    sweep.add_argument("--agent", nargs="+", required=True, help="agent names or module:Class")
+    sweep.add_argument("--env", help="env id (default lmgym/Arithmetic-v0)")
+    sweep.add_argument("--trials", type=int, help="trials per agent, the same for each (default 8)")
+    sweep.add_argument("--samples", type=int, help="budget per trial in generated samples (default 10000)")
+    sweep.add_argument("--seed", type=int, help="training seed of every trial and the sampler's seed (default 0)")
+    sweep.add_argument("--eval-problems", type=int, help="validation problems per evaluation (default 500)")
+    sweep.add_argument("--out", help="output folder (default sweeps)")
+    sweep.add_argument("--quiet", action="store_true")
+    sweep.set_defaults(func=cmd_sweep)
     agents = commands.add_parser("agents", help="list the agents, or one agent's config fields with their docs")
     agents.add_argument("name", nargs="?", help="an agent name or module:Class")
     agents.set_defaults(func=cmd_agents)

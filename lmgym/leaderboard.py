@@ -6,13 +6,17 @@ Layout (``root`` defaults to ``leaderboard/``)::
     leaderboard/README.md          (written by ``render``: one table per env and track)
     leaderboard/<env>__<track>.png
 
-A submission is a result record of ``lmgym bench`` (schema ``lmgym/schemas/result-v1.json``).
+A submission is a result record of ``lmgym bench`` (schema ``lmgym/schemas/result-v2.json``).
 ``submit`` checks the schema, that the env id is registered at that version, that the budget
-fits the track, and that the same result is not there already; file names are built by lmgym
-(never taken from the submission), and files are written to a temporary name and renamed, so
-nothing already in the leaderboard is changed or lost by a bad submission. ``verify`` re-runs
-a cell (cheap on the CPU tracks) and marks the entry verified when the greedy test mean reward
-is reproduced within ``tolerance``.
+(samples, and trained tokens where the track caps them) fits the track, and that the same
+result is not there already; file names are built by lmgym (never taken from the submission),
+and files are written to a temporary name and renamed, so nothing already in the leaderboard
+is changed or lost by a bad submission. ``render`` builds the tables with the bench's own
+statistics (:func:`lmgym.bench.summary_rows`: test ground truth of the validation-chosen
+checkpoint, mean with a 95% t interval over seeds, ranks only where intervals separate and only
+with >= 3 seeds, compute columns). ``verify`` re-runs a cell (cheap on the CPU tracks) and marks
+the entry verified when the test ground truth is reproduced within ``tolerance`` on the same
+weights.
 """
 
 from __future__ import annotations
@@ -28,8 +32,13 @@ from lmgym.io import atomic_path, write_json_atomic
 
 __all__ = ["TRACKS", "render", "submit", "verify"]
 
-# track name -> the most generated samples a submission may have used
-TRACKS = {"cpu-20k": 20_000, "100k": 100_000, "1m": 1_000_000}
+# track name -> the most a submission may have spent: generated samples, and trained (completion)
+# tokens where the track caps training compute (None: uncapped)
+TRACKS = {
+    "cpu-20k": {"samples": 20_000, "trained_tokens": None},
+    "100k": {"samples": 100_000, "trained_tokens": None},
+    "1m": {"samples": 1_000_000, "trained_tokens": None},
+}
 DEFAULT_ROOT = Path("leaderboard")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -69,8 +78,12 @@ def submit(file: str | os.PathLike, track: str, root: str | os.PathLike = DEFAUL
     env_id = result["env"]["id"]
     if env_id not in gym.registry:
         raise ValueError(f"unknown env id {env_id!r}: not registered by this lmgym")
-    if result["budget"]["samples"] > TRACKS[track] or result["budget"]["max_samples"] > TRACKS[track]:
-        raise ValueError(f"budget {result['budget']['max_samples']} samples exceeds track {track!r} ({TRACKS[track]})")
+    limits = TRACKS[track]
+    if result["budget"]["samples"] > limits["samples"] or result["budget"]["max_samples"] > limits["samples"]:
+        raise ValueError(f"budget {result['budget']['max_samples']} samples exceeds track {track!r} ({limits['samples']})")
+    cap = limits["trained_tokens"]
+    if cap is not None and (result["budget"].get("max_trained_tokens") or float("inf")) > cap:
+        raise ValueError(f"track {track!r} caps trained tokens at {cap}: run with --trained-tokens {cap}")
     digest = _digest(result)
     folder = Path(root) / "submissions" / env_id.replace("/", "__") / track
     if folder.is_dir() and any(p.name.endswith(f"-{digest}.json") for p in folder.iterdir()):
@@ -87,57 +100,56 @@ def entries(root: str | os.PathLike = DEFAULT_ROOT) -> list[tuple[Path, dict]]:
 
 
 def render(root: str | os.PathLike = DEFAULT_ROOT) -> Path:
-    """Write ``README.md`` (a table per env and track, agents ranked by mean greedy reward over
-    seeds with a 95% CI) and one bar plot per table; returns the README's path."""
+    """Write ``README.md`` (a table per env and track, from :func:`lmgym.bench.summary_rows`,
+    with each agent's verified count) and one plot per table (test score with its interval);
+    returns the README's path."""
     from tabulate import tabulate
 
-    from lmgym.metrics import mean_and_ci
+    from lmgym.bench import SUMMARY_NOTE, summary_rows
 
     root = Path(root)
-    groups: dict[tuple[str, str], dict[str, list[dict]]] = {}
+    groups: dict[tuple[str, str], list[dict]] = {}
     for _, entry in entries(root):
-        key = (entry["env"]["id"], entry["track"])
-        groups.setdefault(key, {}).setdefault(entry["agent"]["name"], []).append(entry)
-    lines = ["# lmgym leaderboard", "",
-             "Greedy mean test reward (accuracy on exact-answer tasks), mean ± 95% CI over seeds. "
-             "Reproduce a row with the `lmgym bench` command in its entry's config; "
-             "`lmgym leaderboard verify ENTRY` re-runs it.", ""]
-    for (env_id, track), agents in sorted(groups.items()):
-        rows = []
-        for agent, runs in agents.items():
-            mean, half = mean_and_ci([r["metrics"]["test/mean_reward"] for r in runs])
-            k_keys = sorted(k for k in runs[0]["metrics"] if k.startswith("test/pass@") or k.startswith("test/maj@"))
-            row = {"agent": agent, "mean reward": f"{mean:.3f} ± {half:.3f}" if len(runs) > 1 else f"{mean:.3f}",
-                   "seeds": len(runs), "samples": max(r["budget"]["samples"] for r in runs)}
-            for key in k_keys:
-                row[key.removeprefix("test/")] = f"{sum(r['metrics'][key] for r in runs) / len(runs):.3f}"
-            row["verified"] = f"{sum(bool(r.get('verified')) for r in runs)}/{len(runs)}"
-            row["model"] = Path(runs[0]["model"]["name"]).name
-            rows.append((mean, row))
-        rows.sort(key=lambda item: -item[0])
-        lines += [f"## {env_id} — track `{track}` (≤ {TRACKS[track]:,} samples)", "",
-                  tabulate([r for _, r in rows], headers="keys", tablefmt="github"), "",
+        groups.setdefault((entry["env"]["id"], entry["track"]), []).append(entry)
+    lines = ["# lmgym leaderboard", "", SUMMARY_NOTE, "",
+             "Reproduce a row with the `lmgym bench` command in its entries' config; "
+             "`lmgym leaderboard verify ENTRY` re-runs one and marks it verified.", ""]
+    for (env_id, track), runs in sorted(groups.items()):
+        rows = summary_rows(runs, env_id)
+        for row in rows:
+            mine = [r for r in runs if r["agent"]["name"] == row["agent"]]
+            row["verified"] = f"{sum(bool(r.get('verified')) for r in mine)}/{len(mine)}"
+        limits = TRACKS[track]
+        cap = f", ≤ {limits['trained_tokens']:,} trained tokens" if limits["trained_tokens"] else ""
+        lines += [f"## {env_id} — track `{track}` (≤ {limits['samples']:,} samples{cap})", "",
+                  tabulate(rows, headers="keys", tablefmt="github"), "",
                   f"![{env_id} {track}]({env_id.replace('/', '__')}__{track}.png)", ""]
-        _plot(root / f"{env_id.replace('/', '__')}__{track}.png", env_id, track, [(r["agent"], m) for m, r in rows])
+        _plot(root / f"{env_id.replace('/', '__')}__{track}.png", env_id, track, rows)
     path = root / "README.md"
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines))
     return path
 
 
-def _plot(path: Path, env_id: str, track: str, bars: list[tuple[str, float]]) -> None:
+def _plot(path: Path, env_id: str, track: str, rows: list[dict]) -> None:
+    """Horizontal bars: each agent's mean test ground truth with its 95% interval."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(bars)))
-    names, values = [b[0] for b in bars][::-1], [b[1] for b in bars][::-1]
-    ax.barh(names, values, color="tab:blue")
-    for y, value in enumerate(values):
-        ax.text(value, y, f" {value:.3f}", va="center")
-    ax.set_xlim(0, max(1.0, max(values) * 1.15))
-    ax.set_xlabel("greedy test mean reward (mean over seeds)")
+    key = "test ground truth (95% CI)"
+    parse = lambda text: [float(x) for x in text.replace("[", " ").replace("]", " ").replace(",", " ").split()]
+    values = [parse(row[key]) for row in rows][::-1]
+    names = [f"{row['agent']} ({row['seeds']})" for row in rows][::-1]
+    means = [v[0] for v in values]
+    errors = [[v[0] - v[1] if len(v) == 3 else 0 for v in values], [v[2] - v[0] if len(v) == 3 else 0 for v in values]]
+    fig, ax = plt.subplots(figsize=(6.5, 0.6 + 0.45 * len(rows)))
+    ax.barh(names, means, xerr=errors, color="tab:blue", alpha=0.8, capsize=3)
+    for y, value in enumerate(means):
+        ax.text(value, y + 0.25, f" {value:.3f}", va="center", fontsize=8)
+    ax.set_xlim(0, max(1.0, max(means) * 1.15))
+    ax.set_xlabel("test ground truth, greedy (mean over seeds, 95% t interval); (seeds)")
     ax.set_title(f"{env_id} — {track}")
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -147,8 +159,8 @@ def _plot(path: Path, env_id: str, track: str, bars: list[tuple[str, float]]) ->
 
 def verify(entry: str | os.PathLike, tolerance: float = 0.02, workdir: str | os.PathLike | None = None) -> dict:
     """Re-run an entry's cell from its recorded config and seed; mark it verified (in place,
-    atomically) when the greedy test mean reward matches within ``tolerance``. Returns the
-    verification record."""
+    atomically) when it ran on the same weights and its test ground truth matches within
+    ``tolerance``. Returns the verification record."""
     import dataclasses
     import datetime
 
@@ -158,20 +170,19 @@ def verify(entry: str | os.PathLike, tolerance: float = 0.02, workdir: str | os.
     result = _load(entry)
     agent_config = dict(result["agent"]["config"])
     model = agent_config.pop("model")
-    for key in ("seed", "eval_problems", "eval_every"):
+    evaluation = {key: agent_config.pop(key) for key in ("eval_problems", "eval_k", "test_problems")}
+    for key in ("seed", "eval_every"):
         agent_config.pop(key, None)
     with tempfile.TemporaryDirectory(dir=workdir) as folder:
         config = BenchConfig(
             envs=[result["env"]["id"]], agents=[result["agent"]["name"]], seeds=[result["seed"]],
-            samples=result["budget"]["max_samples"], tokens=result["budget"]["max_tokens"], model=model, out=folder,
-            eval_problems=int(result["metrics"].get("test/problems", 500)), env_kwargs=result["env"]["kwargs"],
-            eval_k=next((int(k.split("@")[1]) for k in result["metrics"] if k.startswith("test/pass@")), 4),
-            agent_overrides={result["agent"]["name"]: agent_config},
+            samples=result["budget"]["max_samples"], tokens=result["budget"]["max_tokens"],
+            trained_tokens=result["budget"]["max_trained_tokens"], model=model, out=folder,
+            env_kwargs=result["env"]["kwargs"], agent_overrides={result["agent"]["name"]: agent_config}, **evaluation,
         )
         rerun = run_cell(dataclasses.replace(config), result["env"]["id"], result["agent"]["name"], result["seed"], progress=False)
-    claimed, reproduced = result["metrics"]["test/mean_reward"], rerun["metrics"]["test/mean_reward"]
-    # "default" names whatever lmgym's pretraining builds today: a re-run on other weights
-    # reproduces nothing, whatever its score
+    claimed, reproduced = result["metrics"]["test/ground_truth"], rerun["metrics"]["test/ground_truth"]
+    # a re-run on other weights reproduces nothing, whatever its score
     same_model = rerun["model"]["weights_sha256"] == result["model"]["weights_sha256"]
     record = {"at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "claimed": claimed, "reproduced": reproduced, "tolerance": tolerance,

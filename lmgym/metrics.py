@@ -2,11 +2,17 @@
 
 - :func:`pass_at_k`: the unbiased estimator of Chen et al. 2021 (HumanEval paper, eq. 1):
   ``1 - C(n - c, k) / C(n, k)`` for ``n`` samples of which ``c`` are correct.
-- :func:`maj_at_k`: majority vote over the first ``k`` samples' extracted answers (ties broken
-  by first occurrence, as in self-consistency).
+- :func:`maj_at_k`: majority vote over the first ``k`` samples' answers (ties broken by first
+  occurrence, as in self-consistency). Give it the verifier's canonical answers
+  (``info["canonical_answer"]``), so that "18", "18.0" and "$18" are one vote.
 - :func:`vanishing_gradient_share`: the share of prompts whose reward standard deviation under
   the policy is below a threshold (Razin et al. 2024, ../shared/PAPERS.md paper 2): their
   expected policy gradient is near zero however wrong the policy is.
+- :func:`outcome_shares`: that share split by cause: ``solved`` (every sample correct),
+  ``stuck`` (every sample wrong), and the rest, ``mixed``. Both ends have no gradient, for
+  opposite reasons.
+
+Statistics across seeds (intervals, IQM, ranking) are in :mod:`lmgym.stats`.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["EVALUATE_MATH", "maj_at_k", "mean_and_ci", "pass_at_k", "reward_std_per_prompt", "vanishing_gradient_share"]
+__all__ = ["EVALUATE_MATH", "maj_at_k", "mean_and_ci", "outcome_shares", "pass_at_k", "reward_std_per_prompt", "vanishing_gradient_share"]
 
 
 def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
@@ -62,6 +68,16 @@ def reward_std_per_prompt(rewards: np.ndarray) -> np.ndarray:
 def vanishing_gradient_share(rewards: np.ndarray, threshold: float = 1e-3) -> float:
     """Share of prompts whose reward std under the policy is at most ``threshold``."""
     return float(np.mean(reward_std_per_prompt(rewards) <= threshold))
+
+
+def outcome_shares(correct: np.ndarray) -> dict[str, float]:
+    """``(num_prompts, n)`` booleans -> the shares of prompts with every sample correct
+    (``solved``), none correct (``stuck``) and some (``mixed``); they sum to 1."""
+    correct = np.asarray(correct, dtype=bool)
+    if correct.ndim != 2 or correct.shape[0] == 0:
+        raise ValueError(f"need (num_prompts > 0, n) booleans, got shape {correct.shape}")
+    solved, stuck = correct.all(axis=1).mean(), (~correct).all(axis=1).mean()
+    return {"solved": float(solved), "stuck": float(stuck), "mixed": float(1.0 - solved - stuck)}
 
 
 def mean_and_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:

@@ -95,6 +95,11 @@ class Budget:
     ``queries`` counts calls to the environment's reward (feedback). A rollout scores every
     sample, so it charges one query per sample; an agent that chooses which samples to score
     (the joint reward-policy agent) charges only those, and ``max_queries`` bounds them.
+
+    ``trained_tokens`` counts completion tokens behind the optimizer steps (the agent reports
+    them after each iteration); ``max_trained_tokens`` caps training compute as ``max_samples``
+    caps data. Like every limit it is checked between iterations: the iteration that crosses
+    it finishes.
     """
 
     max_samples: int | None = None
@@ -104,9 +109,11 @@ class Budget:
     history: list[tuple[int, int]] = field(default_factory=list)  # (samples, tokens) after each charge
     max_queries: int | None = None
     queries: int = 0
+    max_trained_tokens: int | None = None
+    trained_tokens: int = 0
 
     def __post_init__(self):
-        for name in ("max_samples", "max_tokens", "max_queries"):
+        for name in ("max_samples", "max_tokens", "max_queries", "max_trained_tokens"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be a positive number or None, got {value}")
@@ -141,12 +148,14 @@ class Budget:
             (self.max_samples is not None and self.samples >= self.max_samples)
             or (self.max_tokens is not None and self.tokens >= self.max_tokens)
             or (self.max_queries is not None and self.queries >= self.max_queries)
+            or (self.max_trained_tokens is not None and self.trained_tokens >= self.max_trained_tokens)
         )
 
     def state_dict(self) -> dict[str, Any]:
         return {"max_samples": self.max_samples, "max_tokens": self.max_tokens, "samples": self.samples,
                 "tokens": self.tokens, "history": list(self.history), "max_queries": self.max_queries,
-                "queries": self.queries}
+                "queries": self.queries, "max_trained_tokens": self.max_trained_tokens,
+                "trained_tokens": self.trained_tokens}
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> Budget:

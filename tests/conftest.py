@@ -83,7 +83,7 @@ def vllm_generator(tiny_model_dir):
     generator.close()
 
 
-EASY_ARITHMETIC = {"digits": 1, "operators": "+-*", "test_size": 20}  # 300 problems: learnable in seconds
+EASY_ARITHMETIC = {"digits": 1, "operators": "+-*", "test_size": 12, "validation_size": 12}  # 300 problems: learnable in seconds
 
 
 @pytest.fixture(scope="session")

@@ -67,6 +67,7 @@ class Verdict:
     extracted: str | None  # the answer text that was compared, as written
     method: str | None  # which rule found it: "####", "boxed", "answer is", "last number"
     reason: str  # "correct", "wrong answer", "no answer found", "unparsable answer", ...
+    canonical: str | None = None  # the parsed value, exact ("18", "-3/4"): "18.0", "$18" and "18" are one vote
 
     def __bool__(self) -> bool:
         return self.correct
@@ -77,6 +78,7 @@ class Verdict:
             "extracted_answer": self.extracted,
             "extraction": self.method,
             "reason": self.reason,
+            "canonical_answer": self.canonical,
         }
 
 
@@ -216,9 +218,10 @@ def verify(completion: str, answer, *, rel_tol: float = 1e-6) -> Verdict:
     ref, ref_pct, _ = reference
     candidates = (value, value / 100) if value_pct else (value,)
     targets = (ref, ref / 100) if ref_pct else (ref,)
+    canonical = str(value)
     if any(_close(c, t, decimals, rel_tol) for c in candidates for t in targets):
-        return Verdict(1.0, True, text, method, "correct")
-    return Verdict(0.0, False, text, method, "wrong answer")
+        return Verdict(1.0, True, text, method, "correct", canonical)
+    return Verdict(0.0, False, text, method, "wrong answer", canonical)
 
 
 def split_reference(solution: str) -> tuple[str, str]:

@@ -87,7 +87,7 @@ def test_interrupted_run_resumes_to_the_same_state(name, tiny_model_dir, tmp_pat
     config = small_config(agent_class, tiny_model_dir, eval_every=8, **extra)
 
     straight = agent_class(config)
-    straight.learn(ENV, Budget(max_samples=32), run_dir=tmp_path / "straight", progress=False)
+    reference = straight.learn(ENV, Budget(max_samples=32), run_dir=tmp_path / "straight", progress=False)
 
     interrupted = agent_class(config)
     interrupted.learn(ENV, Budget(max_samples=32), run_dir=tmp_path / "resumed", stop_after=2, progress=False)
@@ -96,7 +96,9 @@ def test_interrupted_run_resumes_to_the_same_state(name, tiny_model_dir, tmp_pat
     result = resumed.learn(ENV, Budget(max_samples=32), run_dir=tmp_path / "resumed", progress=False)
 
     assert resumed.iteration_count == straight.iteration_count == 4
-    assert result.curve == straight.curve
+    timeless = lambda curve: [{k: v for k, v in row.items() if not k.endswith("_seconds")} for row in curve]
+    assert timeless(result.curve) == timeless(straight.curve)  # wall times aside, the same run
+    assert result.test == reference.test and result.chosen == reference.chosen  # and the same chosen checkpoint
     for (key, a), b in zip(straight.policy.state_dict().items(), resumed.policy.state_dict().values()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=key)
 
@@ -136,7 +138,8 @@ def test_ppo_with_the_vllm_sampler_keeps_it_in_sync(tiny_model_dir, vllm_generat
         vllm_generator.load_weights(original)
 
 
-CORE_KEYS = {"samples", "tokens", "queries", "iteration", "optimizer_steps", "trained_tokens"}
+CORE_KEYS = {"samples", "tokens", "queries", "iteration", "optimizer_steps", "trained_tokens", "train_flops",
+             "generation_flops", "train_seconds"}
 
 
 @pytest.mark.parametrize("name", sorted(set(AGENTS) - {"base"}))
@@ -151,7 +154,13 @@ def test_every_registered_agent_learns_end_to_end_and_logs_the_core_keys(name, w
     result = agent.learn(ENV, Budget(max_samples=32), run_dir=tmp_path, env_kwargs=EASY_ARITHMETIC, progress=False)
     assert result.budget["samples"] == 32
     assert [row["samples"] for row in result.curve] == [0, 32]
-    assert all(0.0 <= row["test/mean_reward"] <= 1.0 and row["test/problems"] == 20 for row in result.curve)
+    # the curve is validation (greedy, and pass@2 / maj@2 on a few problems); the test ran once, at the end
+    assert all(0.0 <= row["val/ground_truth"] <= 1.0 and row["val/problems"] == 12 and "val/pass@2" in row
+               for row in result.curve)
+    assert not any(key.startswith("test/") for row in result.curve for key in row)
+    assert result.test["test/problems"] == 12 and {"test/ground_truth", "test/pass@2", "test/maj@2",
+                                                    "test/kl_to_reference", "test/solved_share"} <= set(result.test)
+    assert result.chosen["samples"] in (0, 32)
     for metrics in agent.train_log:
         assert CORE_KEYS <= set(metrics), CORE_KEYS - set(metrics)
         assert all(math.isfinite(v) for v in metrics.values() if isinstance(v, float))
@@ -160,6 +169,8 @@ def test_every_registered_agent_learns_end_to_end_and_logs_the_core_keys(name, w
     assert last["optimizer_steps"] == agent.optimizer_steps >= 1  # (ExIt/DPO skip a round with nothing to learn)
     assert last["trained_tokens"] >= last["optimizer_steps"]
     assert CORE_KEYS <= set(result.curve[-1])
+    assert last["train_flops"] >= 6 * agent.parameter_count(agent.policy) * last["trained_tokens"]
+    assert (last["generation_flops"] > 0) == (name != "sft")  # SFT generates nothing
     unchanged = [k for k, v in agent.policy.named_parameters() if torch.equal(v, before[k])]
     assert not unchanged, f"parameters that did not train: {unchanged[:5]}"
     if name == "joint":  # feedback is charged apart from samples: one query per prompt
@@ -224,6 +235,7 @@ def test_an_agent_trains_on_a_multi_turn_code_env(tmp_path):
 
 def test_evaluation_covers_eval_problems_or_the_whole_split_when_it_is_smaller(tiny_model_dir):
     agent = load_agent("base")(small_config(load_agent("base"), tiny_model_dir, eval_problems=50))
-    assert agent.evaluate(ENV, {"test_size": 20})["test/problems"] == 20
-    assert agent.evaluate(ENV, {"test_size": 80})["test/problems"] == 50
-    assert agent.evaluation_envs(ENV, {"test_size": 20}).unwrapped.num_envs == 20
+    assert agent.evaluate(ENV, {"validation_size": 20})["val/problems"] == 20
+    assert agent.evaluate(ENV, {"validation_size": 80})["val/problems"] == 50
+    assert agent.evaluation_envs(ENV, {"validation_size": 20}, problems=50).unwrapped.num_envs == 20
+    assert agent.evaluate(ENV, {"test_size": 30}, split="test")["test/problems"] == 30  # the final test: all of it

@@ -59,11 +59,11 @@ def group_pairs(group_sizes: list[int]) -> list[tuple[int, int]]:
 
 @dataclass
 class CoPGConfig(AgentConfig):
-    lr: float = 2e-5
+    lr: float = 4.369981423046462e-06  # AdamW learning rate of the policy (swept: sweeps/lmgym__Arithmetic-v0/copg.json)
     warmup_steps: int = 5
     prompts_per_iteration: int = 64
-    samples_per_prompt: int = 4
-    beta: float = 0.05  # KL strength: the fixed point is pi_ref exp(R / beta), normalised
+    samples_per_prompt: int = 8  # completions sampled per problem (a group) (swept: sweeps/lmgym__Arithmetic-v0/copg.json)
+    beta: float = 0.01591634751784352  # KL strength: the fixed point is pi_ref exp(R / beta), normalised (swept: sweeps/lmgym__Arithmetic-v0/copg.json)
     data: str = "on_policy"  # "on_policy" | "replay" | "offline": where pairs come from (module docstring)
     dataset: str | None = None  # offline: a jsonl of scored samples {"prompt", "completion", "reward"}
     replay_groups: int = 512  # replay: groups kept (the oldest leave first)

@@ -66,14 +66,14 @@ def preference_pairs(rewards: list[float], group_sizes: list[int]) -> list[tuple
 
 @dataclass
 class DPOConfig(AgentConfig):
-    lr: float = 2e-5
+    lr: float = 4.369981423046462e-06  # AdamW learning rate of the policy (swept: sweeps/lmgym__Arithmetic-v0/dpo.json)
     warmup_steps: int = 5
     prompts_per_iteration: int = 64
     samples_per_prompt: int = 4
-    beta: float = 0.1  # DPO's inverse temperature (IPO: tau)
+    beta: float = 0.04190646623093171  # DPO's inverse temperature (IPO: tau) (swept: sweeps/lmgym__Arithmetic-v0/dpo.json)
     loss: str = "sigmoid"  # "sigmoid" (DPO) | "ipo"
     label_smoothing: float = 0.0  # > 0: conservative DPO (the share of labels assumed flipped)
-    sft_coef: float = 0.0  # > 0: add this times the chosen completions' NLL (RPO / iterative RPO for reasoning)
+    sft_coef: float = 1.0  # > 0: add this times the chosen completions' NLL (RPO / iterative RPO for reasoning) (swept: sweeps/lmgym__Arithmetic-v0/dpo.json)
     online: bool = False  # False: offline DPO on samples of the frozen initial policy
     preferences: str | None = None  # a jsonl of {"prompt", "chosen", "rejected"} pairs to use instead
     updates_per_iteration: int = 1  # optimizer steps per iteration, each on freshly drawn pairs

@@ -19,13 +19,13 @@ from lmgym.rollout import Budget
 
 @dataclass
 class ExItConfig(AgentConfig):
-    lr: float = 1e-4
+    lr: float = 1.8973254808225412e-05  # AdamW learning rate of the policy (swept: sweeps/lmgym__Arithmetic-v0/exit.json)
     warmup_steps: int = 10  # a fresh Adam's first full-size steps knock a tiny model off balance
     prompts_per_iteration: int = 128
-    samples_per_prompt: int = 4  # K: the paper samples up to 96 per prompt
+    samples_per_prompt: int = 2  # K: the paper samples up to 96 per prompt (swept: sweeps/lmgym__Arithmetic-v0/exit.json)
     reward_threshold: float = 1.0  # keep samples whose reward reaches this (correct answers)
     from_base: bool = False  # re-train from the initial weights each round on the accumulated set
-    epochs: int = 1  # passes over the accumulated dataset each round
+    epochs: int = 1  # passes over the accumulated dataset each round (swept: sweeps/lmgym__Arithmetic-v0/exit.json)
     minibatch_size: int = 128  # sequences per optimizer step
 
 

@@ -58,15 +58,15 @@ def clipped_policy_loss(logprobs, old_logprobs, advantages, mask, clip_range: fl
 
 @dataclass
 class GRPOConfig(AgentConfig):
-    lr: float = 1e-5
+    lr: float = 6.360037677240247e-06  # AdamW learning rate of the policy (swept: sweeps/lmgym__Arithmetic-v0/grpo.json)
     warmup_steps: int = 5
     prompts_per_iteration: int = 64
     samples_per_prompt: int = 4
     advantage: str = "grpo"  # "grpo" | "rloo": the group baseline (see the module docstring)
     scale_rewards: bool = True  # GRPO: divide by the group's reward std
-    beta: float = 0.0  # KL(pi || pi_ref) coefficient (k3 per token); 0: no reference model
+    beta: float = 0.0  # KL(pi || pi_ref) coefficient (k3 per token); 0: no reference model (swept: sweeps/lmgym__Arithmetic-v0/grpo.json)
     clip_range: float = 0.2  # epsilon of the clipped surrogate
-    epochs: int = 1  # passes over each iteration's rollout
+    epochs: int = 1  # passes over each iteration's rollout (swept: sweeps/lmgym__Arithmetic-v0/grpo.json)
     minibatch_size: int = 256  # sequences per optimizer step (256: the whole default rollout)
     loss_aggregation: str = "sequence"  # "sequence": per-sequence token mean, then batch mean; "token": all tokens
 
@@ -119,6 +119,9 @@ class GRPO(Agent):
 
 @dataclass
 class RLOOConfig(GRPOConfig):
+    epochs: int = 1  # passes over each iteration's rollout (swept: sweeps/lmgym__Arithmetic-v0/rloo.json)
+    beta: float = 0.01  # KL(pi || pi_ref) coefficient (k3 per token); 0: no reference model (swept: sweeps/lmgym__Arithmetic-v0/rloo.json)
+    lr: float = 4.852669843373437e-06  # AdamW learning rate of the policy (swept: sweeps/lmgym__Arithmetic-v0/rloo.json)
     advantage: str = "rloo"
     scale_rewards: bool = False
 

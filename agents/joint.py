@@ -101,16 +101,16 @@ def bootstrapped_ensemble_loss(predictions: torch.Tensor, targets: torch.Tensor,
 
 @dataclass
 class JointConfig(AgentConfig):
-    lr: float = 1e-5
+    lr: float = 4.93827892427854e-06  # AdamW learning rate of the policy (swept: sweeps/lmgym__Arithmetic-v0/joint.json)
     warmup_steps: int = 5
     prompts_per_iteration: int = 32
     samples_per_prompt: int = 4
     queries_per_prompt: int = 1  # feedback asked per prompt per iteration
-    exploration: str = "thompson"  # "thompson" | "greedy" | "uniform"
+    exploration: str = 'thompson'  # "thompson" | "greedy" | "uniform" (swept: sweeps/lmgym__Arithmetic-v0/joint.json)
     ensemble_size: int = 8  # K reward heads
     prior_scale: float = 1.0  # weight of each head's fixed random prior (randomized prior functions)
     bootstrap: float = 0.5  # each head trains on each label with this probability
-    reward_coef: float = 1.0  # weight of the reward loss in the joint objective
+    reward_coef: float = 0.1540114541342797  # weight of the reward loss in the joint objective (swept: sweeps/lmgym__Arithmetic-v0/joint.json)
     reward_lr: float = 1e-3  # the heads' own learning rate
     reward_grad_to_trunk: bool = True  # the reward loss shapes the shared trunk (the joint objective)
     replay_labels: int = 256  # earlier labelled samples replayed in each reward update

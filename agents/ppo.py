@@ -24,11 +24,11 @@ from lmgym.rollout import Budget
 
 @dataclass
 class PPOConfig(AgentConfig):
-    lr: float = 1e-5
+    lr: float = 4.801664357791839e-06  # AdamW learning rate of the policy (swept: sweeps/lmgym__Arithmetic-v0/ppo.json)
     warmup_steps: int = 5
     prompts_per_iteration: int = 64
     samples_per_prompt: int = 4
-    epochs: int = 1  # passes over each iteration's rollout
+    epochs: int = 2  # passes over each iteration's rollout (swept: sweeps/lmgym__Arithmetic-v0/ppo.json)
     minibatch_size: int = 128  # sequences per optimizer step
     clip_range: float = 0.2  # epsilon in min(r A, clip(r, 1-eps, 1+eps) A)
     clip_range_value: float = 0.2  # value predictions move at most this far from the rollout's
@@ -36,7 +36,7 @@ class PPOConfig(AgentConfig):
     value_lr: float = 1e-3  # the value head's own learning rate: it starts from zero and must catch up fast
     gamma: float = 1.0  # discount per token
     lam: float = 1.0  # GAE lambda: 1 = Monte-Carlo returns (the linear value head is a weak critic)
-    kl_coef: float = 0.05  # beta in r_t = -beta (log pi - log pi_ref) (+ the task reward)
+    kl_coef: float = 0.00965570194405943  # beta in r_t = -beta (log pi - log pi_ref) (+ the task reward) (swept: sweeps/lmgym__Arithmetic-v0/ppo.json)
     adaptive_kl: bool = False  # Ziegler et al.'s controller: move beta towards target_kl
     target_kl: float = 1.0  # nats per sequence, for the adaptive controller
     kl_horizon: int = 10_000  # samples, for the adaptive controller

@@ -39,7 +39,7 @@ LABEL_POSITIONS = ("completion", "prompt")
 
 @dataclass
 class RCRLConfig(AgentConfig):
-    lr: float = 1e-4
+    lr: float = 1.8973254808225412e-05  # AdamW learning rate of the policy (swept: sweeps/lmgym__Arithmetic-v0/rcrl.json)
     warmup_steps: int = 10
     prompts_per_iteration: int = 128
     samples_per_prompt: int = 4
@@ -51,9 +51,9 @@ class RCRLConfig(AgentConfig):
     return_low: float = 0.0  # return_bins: the lowest bin's lower edge
     return_high: float = 1.5  # return_bins: the highest bin's upper edge
     balance_labels: bool = True  # every label weighs the same in the loss, however many samples it has
-    epochs: int = 1  # passes over the labelled dataset each round
+    epochs: int = 1  # passes over the labelled dataset each round (swept: sweeps/lmgym__Arithmetic-v0/rcrl.json)
     minibatch_size: int = 128  # sequences per optimizer step
-    max_dataset: int = 20_000  # keep the most recent labelled samples
+    max_dataset: int = 2048  # keep the most recent labelled samples (swept: sweeps/lmgym__Arithmetic-v0/rcrl.json)
     unconditioned_rounds: int = 0  # first rounds sample without a label (for a policy that cannot read one yet)
 
 

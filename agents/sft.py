@@ -20,10 +20,10 @@ from lmgym.rollout import Budget, start
 
 @dataclass
 class SFTConfig(AgentConfig):
-    lr: float = 1e-4
+    lr: float = 1.3717293777223979e-05  # AdamW learning rate of the policy (swept: sweeps/lmgym__Arithmetic-v0/sft.json)
     samples_per_prompt: int = 1  # one reference solution per problem
-    epochs: int = 1  # passes over each iteration's examples
-    minibatch_size: int = 64  # sequences per optimizer step
+    epochs: int = 1  # passes over each iteration's examples (swept: sweeps/lmgym__Arithmetic-v0/sft.json)
+    minibatch_size: int = 32  # sequences per optimizer step (swept: sweeps/lmgym__Arithmetic-v0/sft.json)
 
 
 class SFT(Agent):

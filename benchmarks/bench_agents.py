@@ -1,19 +1,23 @@
-"""PPO, ExIt and RC-RL from lmgym's pretrained tiny Arithmetic model (issue: Agents I).
+"""lmgym's GRPO against TRL's GRPOTrainer at the same settings, on lmgym/Arithmetic-v0.
 
-Runs each agent x seed under one sample budget on ``lmgym/Arithmetic-v0``, each in its own
-subprocess (so peak memory is per run), resumable (finished runs are read back from
-``--out``). Prints final test accuracy (mean and spread over seeds) against the untrained
-base policy, training throughput and peak memory, and writes ``curves.csv``, ``curves.png``
-and ``summary.json`` to ``--out``. ``--trl`` adds TRL's ``GRPOTrainer`` on the same model,
-task, reward and budget as a side-by-side peer (needs ``pip install trl``).
+The peer must be a fair one: TRL's ``GRPOTrainer`` gets lmgym GRPO's model (the shipped tiny
+model), prompts per step, group size, learning rate and warm-up, epochs per batch, KL coefficient,
+clip range, loss aggregation (``loss_type="grpo"``: per-sequence token mean, then batch mean),
+std-scaled group advantages, temperature, completion length and number of optimizer steps, all
+read from :class:`agents.grpo.GRPOConfig`'s defaults (printed before the run). Both train on
+lmgym's Arithmetic train split and are scored the same way: greedy ground truth on the whole test
+split of the *last* checkpoint (TRL has no validation-based checkpoint choice here, so lmgym's
+GRPO runs with ``select_on="last"`` too). Accuracy is the mean over seeds with a 95% t interval;
+throughput is training samples per second without evaluation, both measured in this run.
 
-    python benchmarks/bench_agents.py --agents ppo exit rcrl --seeds 0 1 2 --samples 8000
+    python benchmarks/bench_agents.py --seeds 0 1 2            # needs `pip install trl`
+
+Each run is a subprocess (its own peak memory), and finished runs are read back from ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import resource
 import subprocess
@@ -24,157 +28,136 @@ from pathlib import Path
 ENV = "lmgym/Arithmetic-v0"
 
 
-def run_one(agent_name: str, seed: int, samples: int, out: Path, overrides: dict) -> dict:
-    from agents import load_agent
-    from lmgym.io import write_json_atomic
+def settings(samples: int) -> dict:
+    from agents.grpo import GRPOConfig
+
+    config = GRPOConfig()
+    if config.minibatch_size != config.prompts_per_iteration * config.samples_per_prompt:
+        raise SystemExit("this peer maps one lmgym iteration to one TRL generation batch: minibatch_size must be the rollout")
+    iterations = -(-samples // (config.prompts_per_iteration * config.samples_per_prompt))
+    return {"lr": config.lr, "warmup_steps": config.warmup_steps, "prompts_per_step": config.prompts_per_iteration,
+            "group_size": config.samples_per_prompt, "epochs": config.epochs, "beta": config.beta,
+            "clip_range": config.clip_range, "temperature": config.temperature, "max_new_tokens": config.max_new_tokens,
+            "max_grad_norm": config.max_grad_norm, "scale_rewards": config.scale_rewards,
+            "loss_aggregation": config.loss_aggregation, "iterations": iterations,
+            "optimizer_steps": iterations * config.epochs}
+
+
+def test_accuracy(model: str) -> float:
+    from agents.core import BasePolicy
+
+    base = BasePolicy(BasePolicy.Config(model=model, eval_k=1))
+    return base.test(ENV)["test/ground_truth"]
+
+
+def run_lmgym(seed: int, samples: int, out: Path) -> dict:
+    from agents.grpo import GRPO, GRPOConfig
     from lmgym.rollout import Budget
 
-    agent_class = load_agent(agent_name)
-    config = agent_class.Config(seed=seed, eval_every=max(samples // 8, 1), **overrides.get(agent_name, {}))
-    agent = agent_class(config)
-    start = time.perf_counter()
-    result = agent.learn(ENV, Budget(max_samples=samples), run_dir=out / agent_name / f"seed{seed}", progress=False)
-    seconds = time.perf_counter() - start
-    train_seconds = seconds - result.eval_seconds
-    row = {
-        "agent": agent_name, "seed": seed, "curve": result.curve, "budget": result.budget, "config": result.config,
-        "wall_seconds": seconds,
-        "samples_per_s": result.budget["samples"] / max(train_seconds, 1e-9),
-        "tokens_per_s": result.budget["tokens"] / max(train_seconds, 1e-9),
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
-    write_json_atomic(out / agent_name / f"seed{seed}.json", row)
-    return row
+    agent = GRPO(GRPOConfig(seed=seed, eval_every=0, eval_k=1, select_on="last"))
+    result = agent.learn(ENV, Budget(max_samples=samples), progress=False, test=False)
+    folder = out / "lmgym-grpo" / f"seed{seed}-model"
+    agent.policy.save_pretrained(folder)
+    agent.tokenizer.save_pretrained(folder)
+    last = result.curve[-1]
+    return {"agent": "lmgym GRPO", "seed": seed, "samples": result.budget["samples"],
+            "optimizer_steps": last["optimizer_steps"], "train_seconds": last["train_seconds"],
+            "test_accuracy": test_accuracy(str(folder))}
 
 
 def run_trl(seed: int, samples: int, out: Path) -> dict:
-    """TRL's GRPOTrainer on the same model, prompts, reward and sample budget."""
+    import numpy as np
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    from agents.core import BasePolicy
-    from lmgym.io import write_json_atomic
     from lmgym.envs.math import ArithmeticTask
     from lmgym.pretrain import default_model
     from lmgym.rewards.math import verify
 
-    path = str(default_model(progress=False))
+    s = settings(samples)
+    rng = np.random.default_rng([seed, 7])
     task = ArithmeticTask()
-    prompts, answers = [], []
-    for i in range(samples):
-        problem = task.problem("train", 7919 * i + seed)
-        prompts.append(problem.question + "=")
-        answers.append(problem.answer)
-    dataset = Dataset.from_dict({"prompt": prompts, "answer": answers})
+    problems = [task.problem("train", int(i)) for i in rng.integers(task.num_problems("train"), size=s["iterations"] * s["prompts_per_step"])]
+    dataset = Dataset.from_dict({"prompt": [p.question + "=" for p in problems], "answer": [p.answer for p in problems]})
 
     def correctness(completions, answer, **_):
         return [verify(c, a).reward for c, a in zip(completions, answer)]
 
-    generations = 4
+    batch = s["prompts_per_step"] * s["group_size"]  # completions per optimizer step, as in lmgym
     config = GRPOConfig(
-        output_dir=str(out / "trl" / f"seed{seed}"), per_device_train_batch_size=32, num_generations=generations,
-        max_completion_length=24, learning_rate=2e-5, beta=0.0, max_steps=samples // 32, logging_steps=50,
-        report_to=[], seed=seed, use_cpu=True, save_strategy="no", temperature=1.0, bf16=False,
+        output_dir=str(out / "trl" / f"seed{seed}"), per_device_train_batch_size=batch, gradient_accumulation_steps=1,
+        steps_per_generation=1, num_generations=s["group_size"], num_iterations=s["epochs"], learning_rate=s["lr"],
+        lr_scheduler_type="constant_with_warmup", warmup_steps=s["warmup_steps"], weight_decay=0.0,
+        max_grad_norm=s["max_grad_norm"], beta=s["beta"], epsilon=s["clip_range"], loss_type="grpo",
+        scale_rewards="group" if s["scale_rewards"] else "none", temperature=s["temperature"],
+        max_completion_length=s["max_new_tokens"], max_steps=s["optimizer_steps"], logging_steps=10, report_to=[],
+        seed=seed, use_cpu=True, save_strategy="no", bf16=False, shuffle_dataset=False,
     )
+    path = str(default_model())
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(path)
     trainer = GRPOTrainer(model=model, reward_funcs=correctness, args=config, train_dataset=dataset, processing_class=tokenizer)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    trained = out / "trl" / f"seed{seed}-model"
-    trainer.model.save_pretrained(trained)
-    tokenizer.save_pretrained(trained)
-    accuracy = BasePolicy(BasePolicy.Config(model=str(trained))).evaluate(ENV)["test/mean_reward"]
-    used = config.max_steps * 32  # completions generated: per_device_train_batch_size per step
-    row = {"agent": "trl-grpo", "seed": seed, "wall_seconds": seconds, "samples": used,
-           "samples_per_s": used / seconds, "final_accuracy": accuracy,
-           "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    write_json_atomic(out / "trl" / f"seed{seed}.json", row)
-    return row
-
-
-def spread(values: list[float]) -> str:
-    import numpy as np
-
-    return f"{np.mean(values):.1%} ± {np.std(values):.1%}" if values else "-"
+    folder = out / "trl" / f"seed{seed}-model"
+    trainer.model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return {"agent": "TRL GRPOTrainer", "seed": seed, "samples": s["iterations"] * batch,
+            "optimizer_steps": trainer.state.global_step, "train_seconds": seconds, "test_accuracy": test_accuracy(str(folder))}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--agents", nargs="+", default=["ppo", "exit", "rcrl"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--samples", type=int, default=8000)
+    parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--out", default="runs/bench_agents")
-    parser.add_argument("--overrides", default="{}", help='JSON: {"ppo": {"lr": 1e-5}, ...}')
-    parser.add_argument("--trl", action="store_true", help="also run TRL's GRPOTrainer as a peer")
-    parser.add_argument("--trl-seeds", nargs="+", type=int, default=[0], help="seeds for the TRL peer (it is slow on CPU)")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = Path(args.out)
-    overrides = json.loads(args.overrides)
     if args.one:
         name, seed = args.one[0], int(args.one[1])
-        row = run_trl(seed, args.samples, out) if name == "trl-grpo" else run_one(name, seed, args.samples, out, overrides)
-        print("RESULT " + json.dumps({k: v for k, v in row.items() if k != "curve"}, default=str))
+        row = (run_trl if name == "trl" else run_lmgym)(seed, args.samples, out)
+        row["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        from lmgym.io import write_json_atomic
+
+        write_json_atomic(out / f"{name}-seed{seed}.json", row)
         return
 
-    import numpy as np
     from tabulate import tabulate
 
-    from agents.core import BasePolicy
     from lmgym.io import write_json_atomic
+    from lmgym.stats import mean_interval
 
-    base = BasePolicy().evaluate(ENV)["test/mean_reward"]
-    rows, runs = [], {}
-    jobs = [(a, s) for a in args.agents for s in args.seeds] + ([("trl-grpo", s) for s in args.trl_seeds] if args.trl else [])
-    for name, seed in jobs:
-        folder = "trl" if name == "trl-grpo" else name
-        result_file = out / folder / f"seed{seed}.json"
-        if not result_file.is_file():
-            print(f"running {name} seed {seed} ...", flush=True)
-            command = [sys.executable, __file__, "--one", name, str(seed), "--samples", str(args.samples),
-                       "--out", str(out), "--overrides", args.overrides]
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode != 0:
-                print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
-                raise SystemExit(f"{name} seed {seed} failed")
-        runs.setdefault(name, []).append(json.loads(result_file.read_text()))
-
+    print("settings (both):", json.dumps(settings(args.samples)), flush=True)
+    runs: dict[str, list[dict]] = {}
+    for seed in args.seeds:
+        for name in ("lmgym", "trl"):
+            result_file = out / f"{name}-seed{seed}.json"
+            if not result_file.is_file():
+                print(f"running {name} seed {seed} ...", flush=True)
+                command = [sys.executable, __file__, "--one", name, str(seed), "--samples", str(args.samples), "--out", str(out)]
+                done = subprocess.run(command, capture_output=True, text=True)
+                if done.returncode != 0:
+                    print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
+                    raise SystemExit(f"{name} seed {seed} failed")
+            runs.setdefault(name, []).append(json.loads(result_file.read_text()))
+    rows = []
     for name, results in runs.items():
-        finals = [r["curve"][-1]["test/mean_reward"] if "curve" in r else r["final_accuracy"] for r in results]
-        gains = [f - base for f in finals]
-        rows.append([name, len(results), f"{base:.1%}", spread(finals), f"{np.mean(gains):+.1%} (min {min(gains):+.1%})",
-                     f"{np.mean([r['samples_per_s'] for r in results]):.0f}",
-                     f"{np.mean([r.get('tokens_per_s', float('nan')) for r in results]):.0f}",
-                     f"{np.mean([r['wall_seconds'] for r in results]):.0f}", f"{max(r['peak_rss_mib'] for r in results):.0f}"])
-    print(f"{ENV}, budget {args.samples} samples, base policy {base:.1%} on 500 test problems (greedy)")
-    print(tabulate(rows, headers=["agent", "seeds", "base", "final acc (mean ± sd)", "gain over base", "samples/s",
-                                  "tokens/s", "wall s", "peak RSS MiB"]))
-    if args.trl and "trl-grpo" in runs:
-        ours = {n: np.mean([r["samples_per_s"] for r in rs]) for n, rs in runs.items() if n != "trl-grpo"}
-        trl = np.mean([r["samples_per_s"] for r in runs["trl-grpo"]])
-        print("throughput vs TRL GRPOTrainer: " + ", ".join(f"{n} {v / trl:.2f}x" for n, v in ours.items()))
-
-    with open(out / "curves.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["agent", "seed", "samples", "tokens", "test_accuracy"])
-        for name, results in runs.items():
-            for r in results:
-                for point in r.get("curve", []):
-                    writer.writerow([name, r["seed"], point["samples"], point["tokens"], point["test/mean_reward"]])
-    plot(runs, base, out / "curves.png")
-    write_json_atomic(out / "summary.json", {"env": ENV, "samples": args.samples, "base_accuracy": base, "table": rows})
-
-
-def plot(runs: dict, base: float, path: Path) -> None:
-    from lmgym.bench import plot_curves
-
-    cells = [{"env": {"id": ENV}, "agent": {"name": name}, "curve": r["curve"]}
-             for name, results in runs.items() for r in results if "curve" in r]
-    plot_curves(cells, path, baseline=base)
+        rate = [r["samples"] / r["train_seconds"] for r in results]
+        rows.append({"trainer": results[0]["agent"], "seeds": len(results),
+                     "test accuracy (95% t CI)": mean_interval([r["test_accuracy"] for r in results]).format(),
+                     "optimizer steps": results[0]["optimizer_steps"], "samples": results[0]["samples"],
+                     "samples/s (95% t CI)": mean_interval(rate).format(0),
+                     "peak RSS MiB": round(max(r["peak_rss_mib"] for r in results))})
+    table = tabulate(rows, headers="keys", tablefmt="github")
+    ratio = (sum(r["samples"] / r["train_seconds"] for r in runs["lmgym"]) / len(runs["lmgym"])) / (
+        sum(r["samples"] / r["train_seconds"] for r in runs["trl"]) / len(runs["trl"]))
+    print(table + f"\n\nthroughput lmgym / TRL: {ratio:.2f}x (same settings, same machine, this run)")
+    write_json_atomic(out / "summary.json", {"env": ENV, "settings": settings(args.samples), "table": rows,
+                                             "throughput_ratio": ratio, "runs": runs})
 
 
 if __name__ == "__main__":

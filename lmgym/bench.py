@@ -46,7 +46,7 @@ class BenchConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     samples: int = 20_000  # budget per cell, in generated samples (the Agents I protocol)
     tokens: int | None = None  # optional budget in generated tokens
-    trained_tokens: int | None = None  # optional cap on trained (completion) tokens: training compute
+    trained_tokens: int | None = 150_000  # cap on trained (completion) tokens: one compute envelope for every agent
     model: str = "default"
     out: str = "runs/bench"
     eval_problems: int = 500  # validation problems per evaluation along the curve

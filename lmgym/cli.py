@@ -192,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--env", help="env id (default lmgym/Arithmetic-v0)")
     sweep.add_argument("--trials", type=int, help="trials per agent, the same for each (default 8)")
     sweep.add_argument("--samples", type=int, help="budget per trial in generated samples (default 10000)")
+    sweep.add_argument("--trained-tokens", type=int, help="cap per trial on trained tokens (default 75000)")
     sweep.add_argument("--seed", type=int, help="training seed of every trial and the sampler's seed (default 0)")
     sweep.add_argument("--eval-problems", type=int, help="validation problems per evaluation (default 500)")
     sweep.add_argument("--out", help="output folder (default sweeps)")

@@ -35,7 +35,7 @@ __all__ = ["TRACKS", "render", "submit", "verify"]
 # track name -> the most a submission may have spent: generated samples, and trained (completion)
 # tokens where the track caps training compute (None: uncapped)
 TRACKS = {
-    "cpu-20k": {"samples": 20_000, "trained_tokens": None},
+    "cpu-20k": {"samples": 20_000, "trained_tokens": 150_000},
     "100k": {"samples": 100_000, "trained_tokens": None},
     "1m": {"samples": 1_000_000, "trained_tokens": None},
 }

@@ -33,6 +33,7 @@ class SweepConfig:
     env: str = "lmgym/Arithmetic-v0"
     trials: int = 8  # the same for every agent
     samples: int = 10_000  # budget per trial, in generated samples
+    trained_tokens: int | None = 75_000  # and in trained tokens (the default track's compute envelope, pro rata)
     seed: int = 0  # the training seed of every trial, and the sampler's seed
     eval_problems: int = 500  # validation problems per evaluation
     eval_every: int = 2_500
@@ -98,8 +99,8 @@ def sweep_agent(config: SweepConfig, agent_name: str, progress: bool = True) -> 
         params = suggest(trial, space)
         agent = agent_class(config_from_dict(agent_class.Config, {**fixed, **params}))
         start = time.perf_counter()
-        learned = agent.learn(config.env, Budget(max_samples=config.samples), env_kwargs=config.env_kwargs,
-                              progress=False, test=False)
+        budget = Budget(max_samples=config.samples, max_trained_tokens=config.trained_tokens)
+        learned = agent.learn(config.env, budget, env_kwargs=config.env_kwargs, progress=False, test=False)
         last = learned.curve[-1]
         trial.set_user_attr("chosen", learned.chosen)
         trial.set_user_attr("compute", {key: last[key] for key in ("optimizer_steps", "trained_tokens", "train_flops",
@@ -118,7 +119,8 @@ def sweep_agent(config: SweepConfig, agent_name: str, progress: bool = True) -> 
         write_json_atomic(path, {
             "agent": agent_name, "class": f"{agent_class.__module__}:{agent_class.__name__}", "env": config.env,
             "env_kwargs": config.env_kwargs, "sampler": f"optuna {optuna.__version__} TPESampler(seed={config.seed})",
-            "trials_planned": config.trials, "budget": {"max_samples": config.samples}, "fixed": fixed,
+            "trials_planned": config.trials, "budget": {"max_samples": config.samples,
+                                                        "max_trained_tokens": config.trained_tokens}, "fixed": fixed,
             "objective": "best validation score on the curve (greedy, select_on='reward')",
             "search_space": {k: list(v) if isinstance(v, tuple) else v for k, v in space.items()},
             "trials": [{"number": t.number, "params": t.params, "validation": t.value, **t.user_attrs} for t in trials],
@@ -134,6 +136,7 @@ def sweep_agent(config: SweepConfig, agent_name: str, progress: bool = True) -> 
 
 def config_from_args(args) -> SweepConfig:
     values = {k: v for k, v in {"agents": args.agent, "env": args.env, "trials": args.trials, "samples": args.samples,
+                                "trained_tokens": args.trained_tokens,
                                 "seed": args.seed, "eval_problems": args.eval_problems, "out": args.out}.items()
               if v is not None}
     return dataclasses.replace(SweepConfig(agents=values.pop("agents")), **values)

@@ -25,7 +25,12 @@ def test_bench_writes_valid_results_and_skips_finished_cells(config, tmp_path):
     for result in results:
         validate_result(result)
         assert result["model"]["weights_sha256"] and result["packages"]["torch"]
-        assert {"test/mean_reward", "test/pass@2", "test/maj@2", "test/kl_to_reference", "test/reward_std_zero_share"} <= set(result["metrics"])
+        assert {"test/mean_reward", "test/ground_truth", "test/pass@2", "test/maj@2", "test/kl_to_reference",
+                "test/reward_std_zero_share", "test/solved_share", "test/stuck_share"} <= set(result["metrics"])
+        assert result["metrics"]["test/problems"] == 12  # the whole (small) test split, once
+        assert result["chosen"]["select_on"] == "reward"
+        assert not any(k.startswith("test/") for row in result["curve"] for k in row)  # the curve is validation
+        assert set(result["compute"]) >= {"optimizer_steps", "trained_tokens", "train_flops", "generation_flops"}
     exit_result = results[2]
     assert exit_result["budget"]["samples"] == 16 and exit_result["agent"]["config"]["prompts_per_iteration"] == 4
     out = tmp_path / "bench"
@@ -35,7 +40,10 @@ def test_bench_writes_valid_results_and_skips_finished_cells(config, tmp_path):
     stamps = [f.stat().st_mtime_ns for f in files]
     again = run_bench(config, progress=False)  # finished cells are read back, not re-run
     assert [f.stat().st_mtime_ns for f in files] == stamps and again == results
-    assert "± " in (out / "summary.md").read_text()  # two seeds: a confidence interval
+    summary = (out / "summary.md").read_text()
+    assert "95% Student-t interval" in summary and "opt. steps" in summary
+    # two seeds: shown with an interval, but not ranked (ranks need >= 3 seeds)
+    assert all(line.split("|")[1].strip() == "-" for line in summary.splitlines() if line.startswith("| -") or "ExIt " in line)
 
 
 def test_a_finished_cell_of_another_setup_is_moved_aside_and_run_again(config, tmp_path, warm_model_dir, capsys):
@@ -63,7 +71,7 @@ def test_a_finished_cell_of_another_setup_is_moved_aside_and_run_again(config, t
 
 def test_schema_rejects_broken_records(config):
     result = run_bench(BenchConfig(**{**config.__dict__, "agents": ["base"], "seeds": [0], "agent_overrides": {}}), progress=False)[0]
-    for broken in ({**result, "schema_version": 2}, {**result, "metrics": {}}, {**result, "seed": "zero"},
+    for broken in ({**result, "schema_version": 1}, {**result, "metrics": {}}, {**result, "compute": {}}, {**result, "seed": "zero"},
                    {**result, "env": {**result["env"], "id": "Arithmetic"}}):
         with pytest.raises(jsonschema.ValidationError):
             validate_result(broken)
@@ -118,4 +126,4 @@ def test_bench_fans_cells_out_over_a_local_ray_instance(config, tmp_path):
     # float reduction order: a worker runs torch with its own thread count)
     for ray_result, local_result in zip(fanned, local):
         assert ray_result["metrics"] == pytest.approx(local_result["metrics"], abs=1e-4)
-        assert [p["test/mean_reward"] for p in ray_result["curve"]] == [p["test/mean_reward"] for p in local_result["curve"]]
+        assert [p["val/mean_reward"] for p in ray_result["curve"]] == [p["val/mean_reward"] for p in local_result["curve"]]

@@ -31,7 +31,8 @@ def test_submit_render_and_verify(results, tmp_path):
     paths = [leaderboard.submit(r, "cpu-20k", root) for r in results]
     assert all(p.is_relative_to(root / "submissions" / "lmgym__Arithmetic-v0" / "cpu-20k") for p in paths)
     readme = leaderboard.render(root).read_text()
-    assert "## lmgym/Arithmetic-v0 — track `cpu-20k`" in readme and "| exit" in readme and " ± " in readme
+    assert "## lmgym/Arithmetic-v0 — track `cpu-20k`" in readme and " exit " in readme
+    assert "95% Student-t interval" in readme and "opt. steps" in readme  # the bench's statistics and compute
     assert (root / "lmgym__Arithmetic-v0__cpu-20k.png").stat().st_size > 0
     exit_entry = next(p for p in paths if p.name.startswith("exit-seed1"))
     record = leaderboard.verify(exit_entry, workdir=tmp_path)
@@ -70,13 +71,18 @@ def test_bad_submissions_change_nothing(results, tmp_path):
         (write("schema.json", {**good, "seed": "one"}), "cpu-20k", "result schema at seed"),
         (write("env.json", {**good, "env": {**good["env"], "id": "lmgym/Nope-v0"}}), "cpu-20k", "unknown env id"),
         (write("budget.json", {**good, "budget": {**good["budget"], "max_samples": 50_000}}), "cpu-20k", "exceeds track"),
+        (write("capped.json", {**good, "budget": {**good["budget"], "max_trained_tokens": None}}), "capped", "caps trained tokens"),
         (results[0], "cpu-20k", "already on the leaderboard"),
         (results[1], "gpu-9000", "unknown track"),
     ]
-    for path, track, match in cases:
-        with pytest.raises(ValueError, match=match):
-            leaderboard.submit(path, track, root)
-        assert snapshot(root) == before
+    leaderboard.TRACKS["capped"] = {"samples": 20_000, "trained_tokens": 1_000}  # a track that caps compute
+    try:
+        for path, track, match in cases:
+            with pytest.raises(ValueError, match=match):
+                leaderboard.submit(path, track, root)
+            assert snapshot(root) == before
+    finally:
+        del leaderboard.TRACKS["capped"]
 
 
 def test_names_come_from_lmgym_not_the_submission(results, tmp_path):
@@ -103,10 +109,15 @@ def test_shipped_entries_are_valid_and_rendered():
 
     from lmgym.bench import validate_result
 
+    from lmgym.pretrain import DEFAULT_MODEL_SHA256
+
     root = Path(__file__).resolve().parents[1] / "leaderboard"
     shipped = leaderboard.entries(root)
-    assert {e["agent"]["name"] for _, e in shipped} >= {"base", "sft", "ppo", "exit", "rcrl"}
+    agents = [e["agent"]["name"] for _, e in shipped]
+    assert set(agents) >= {"base", "sft", "ppo", "exit", "rcrl", "grpo", "rloo", "copg", "dpo", "joint"}
+    assert all(agents.count(name) >= 3 for name in agents)  # anything ranked has >= 3 seeds
     for _, entry in shipped:
         validate_result(entry)
         assert entry["track"] == "cpu-20k" and entry["agent"]["config"]["model"] == "default"
+        assert entry["model"]["weights_sha256"] == DEFAULT_MODEL_SHA256  # the shipped model: reproducible anywhere
     assert "lmgym/Arithmetic-v0" in (root / "README.md").read_text()

@@ -418,7 +418,8 @@ def plot_curves(results: list[dict], path: Path, baseline: float | None = None) 
             (line,) = ax.plot(x, y.mean(0), marker="o", markersize=3, label=agent)
             if len(curves) > 1:
                 ax.fill_between(x, y.min(0), y.max(0), alpha=0.15, color=line.get_color())
-            ax.plot([x[-1]], [np.mean([r["metrics"]["test/ground_truth"] for r in group])], marker="*", markersize=11,
+            chosen = np.mean([r.get("chosen", {}).get("samples", x[-1]) for r in group])  # where the tested checkpoint is
+            ax.plot([chosen], [np.mean([r["metrics"]["test/ground_truth"] for r in group])], marker="*", markersize=11,
                     color=line.get_color(), linestyle="none")
         if baseline is not None:
             ax.axhline(baseline, color="grey", linestyle="--", label="base policy")

@@ -110,7 +110,7 @@ class GRPO(Agent):
                 kl = masked_mean(kl_penalty(logprobs, ref_logprobs[rows, :width], "k3"), sub_mask) if cfg.beta > 0 else torch.zeros(())
                 self.optimizer_step(loss + cfg.beta * kl)
                 stats["losses/policy"].append(loss.item())
-                stats["losses/kl"].append(float(kl))
+                stats["losses/kl"].append(kl.item())
                 stats["losses/clipfrac"].append(clipfrac)
         self.sync_generator()
         return {**self.batch_metrics(batch), **{key: float(np.mean(values)) for key, values in stats.items()},

@@ -37,7 +37,7 @@ class LmgymMath(evaluate.Metric):
         results = {"mean_reward": float(np.mean([v.reward for row in verdicts for v in row]))}
         for kk in k:
             results[f"pass@{kk}"] = float(np.mean([pass_at_k(len(row), sum(v.correct for v in row), kk) for row in verdicts]))
-            results[f"maj@{kk}"] = float(np.mean([maj_at_k([v.extracted for v in row], [v.correct for v in row], kk) for row in verdicts]))
+            results[f"maj@{kk}"] = float(np.mean([maj_at_k([v.canonical for v in row], [v.correct for v in row], kk) for row in verdicts]))
         if n >= 2:
             results["reward_std_zero_share"] = vanishing_gradient_share(np.array([[v.reward for v in row[:n]] for row in verdicts]))
         return results

@@ -239,3 +239,12 @@ def test_evaluation_covers_eval_problems_or_the_whole_split_when_it_is_smaller(t
     assert agent.evaluate(ENV, {"validation_size": 80})["val/problems"] == 50
     assert agent.evaluation_envs(ENV, {"validation_size": 20}, problems=50).unwrapped.num_envs == 20
     assert agent.evaluate(ENV, {"test_size": 30}, split="test")["test/problems"] == 30  # the final test: all of it
+
+
+def test_a_trained_token_cap_ends_training_like_a_sample_budget(tiny_model_dir):
+    agent_class = load_agent("sft")
+    agent = agent_class(small_config(agent_class, tiny_model_dir))
+    result = agent.learn(ENV, Budget(max_samples=10_000, max_trained_tokens=20), progress=False, test=False)
+    assert result.budget["trained_tokens"] >= 20 == result.budget["max_trained_tokens"]
+    assert result.budget["samples"] <= 24 and result.test == {}  # stopped within the iteration that crossed the cap
+    assert result.curve[-1]["trained_tokens"] == result.budget["trained_tokens"]

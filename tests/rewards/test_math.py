@@ -152,7 +152,8 @@ def test_dense_step_rewards_pay_each_derived_intermediate_once():
 
 def test_verdict_info_is_plain_data():
     info = verify("#### 3", "3").as_info()
-    assert info == {"correct": True, "extracted_answer": "3", "extraction": "####", "reason": "correct"}
+    assert info == {"correct": True, "extracted_answer": "3", "extraction": "####", "reason": "correct",
+                    "canonical_answer": "3"}
     assert all(not re.search("object at", repr(v)) for v in info.values())
 
 

@@ -364,13 +364,11 @@ def summary_rows(results: list[dict], env_id: str) -> list[dict]:
             row[key.removeprefix("test/")] = f"{mean(key):.3f}"
         if "test/solved_share" in group[0]["metrics"]:
             row["solved/stuck"] = f"{mean('test/solved_share'):.2f}/{mean('test/stuck_share'):.2f}"
-        compute = group[0]["compute"]
-        row.update({"samples": group[0]["budget"]["samples"], "opt. steps": round(mean("optimizer_steps", "compute")),
+        row.update({"samples": round(mean("samples", "budget")), "opt. steps": round(mean("optimizer_steps", "compute")),
                     "trained tok.": round(mean("trained_tokens", "compute")),
                     "TFLOPs train+gen": f"{(mean('train_flops', 'compute') + mean('generation_flops', 'compute')) / 1e12:.2f}",
                     "wall s": round(mean("wall_seconds", "compute")),
                     "eval share": f"{mean('eval_seconds', 'compute') / max(mean('wall_seconds', 'compute'), 1e-9):.0%}"})
-        del compute
         rows.append(row)
     return sorted(rows, key=lambda row: (row["rank"] if row["rank"] != "-" else 10**6, -float(row["test ground truth (95% CI)"].split()[0])))
 

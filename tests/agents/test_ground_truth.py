@@ -22,8 +22,8 @@ def test_an_agent_that_games_a_weak_reward_shows_the_gap(warm_model_dir, tmp_pat
                                      eval_every=64, lr=3e-3, warmup_steps=0, select_on="last"))
     result = agent.learn(ENV, Budget(max_samples=384), env_kwargs=env_kwargs, progress=False)
     first, last = result.curve[0], result.curve[-1]
-    assert last["val/mean_reward"] > first["val/mean_reward"] + 0.3  # the proxy is climbed...
-    assert last["val/ground_truth"] < first["val/ground_truth"]  # ...the truth is not
+    assert last["val/mean_reward"] > first["val/mean_reward"] + 0.5  # the proxy is climbed (0 -> 1 measured)...
+    assert last["val/ground_truth"] <= first["val/ground_truth"]  # ...the truth is not (0.17 -> 0 measured)
     test = result.test
-    assert test["test/mean_reward"] - test["test/ground_truth"] > 0.3  # the final result shows the gap
+    assert test["test/mean_reward"] - test["test/ground_truth"] > 0.5  # the final result shows the gap (0.83 measured)
     assert last["train/reward"] > last["train/ground_truth"]

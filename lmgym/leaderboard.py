@@ -166,8 +166,14 @@ def verify(entry: str | os.PathLike, tolerance: float = 0.02, workdir: str | os.
 
     from lmgym.bench import BenchConfig, run_cell
 
+    from lmgym.bench import validate_result
+
     entry = Path(entry)
     result = _load(entry)
+    try:
+        validate_result(result)
+    except Exception as error:  # e.g. a result-v1 record: made under another protocol
+        raise ValueError(f"{entry} is not a result-v2 record, so it cannot be re-run: {error}") from error
     agent_config = dict(result["agent"]["config"])
     model = agent_config.pop("model")
     evaluation = {key: agent_config.pop(key) for key in ("eval_problems", "eval_k", "test_problems")}

@@ -298,6 +298,7 @@ class Agent:
         self.train_log: list[dict] = []
         self.eval_seconds = 0.0
         self.best: dict | None = None  # the validation-chosen checkpoint: score, samples, iteration, policy state
+        self._initial = None  # the initial weights, loaded when KL is measured for an agent without a reference
         self._evaluation_envs: dict[tuple, Any] = {}
 
     # construction helpers ------------------------------------------------------------------
@@ -540,7 +541,7 @@ class Agent:
     def _kl_to_reference(self, samples: list) -> float:
         reference = self.reference
         if reference is None:  # agents without a KL anchor: load the initial weights to measure drift
-            if getattr(self, "_initial", None) is None:
+            if self._initial is None:
                 from transformers import AutoModelForCausalLM
 
                 self._initial = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32).to(self.device).eval()

@@ -370,7 +370,8 @@ def summary_rows(results: list[dict], env_id: str) -> list[dict]:
                     "wall s": round(mean("wall_seconds", "compute")),
                     "eval share": f"{mean('eval_seconds', 'compute') / max(mean('wall_seconds', 'compute'), 1e-9):.0%}"})
         rows.append(row)
-    return sorted(rows, key=lambda row: (row["rank"] if row["rank"] != "-" else 10**6, -float(row["test ground truth (95% CI)"].split()[0])))
+    order = lambda row: (row["rank"] if row["rank"] != "-" else 10**6, -intervals[row["agent"]].point)
+    return sorted(rows, key=order)
 
 
 def summary_table(results: list[dict]) -> str:

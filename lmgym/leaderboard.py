@@ -124,27 +124,28 @@ def render(root: str | os.PathLike = DEFAULT_ROOT) -> Path:
         lines += [f"## {env_id} — track `{track}` (≤ {limits['samples']:,} samples{cap})", "",
                   tabulate(rows, headers="keys", tablefmt="github"), "",
                   f"![{env_id} {track}]({env_id.replace('/', '__')}__{track}.png)", ""]
-        _plot(root / f"{env_id.replace('/', '__')}__{track}.png", env_id, track, rows)
+        _plot(root / f"{env_id.replace('/', '__')}__{track}.png", env_id, track, runs, [row["agent"] for row in rows])
     path = root / "README.md"
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines))
     return path
 
 
-def _plot(path: Path, env_id: str, track: str, rows: list[dict]) -> None:
-    """Horizontal bars: each agent's mean test ground truth with its 95% interval."""
+def _plot(path: Path, env_id: str, track: str, runs: list[dict], agents: list[str]) -> None:
+    """Horizontal bars, in table order: each agent's mean test ground truth with its 95% interval."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    key = "test ground truth (95% CI)"
-    parse = lambda text: [float(x) for x in text.replace("[", " ").replace("]", " ").replace(",", " ").split()]
-    values = [parse(row[key]) for row in rows][::-1]
-    names = [f"{row['agent']} ({row['seeds']})" for row in rows][::-1]
-    means = [v[0] for v in values]
-    errors = [[v[0] - v[1] if len(v) == 3 else 0 for v in values], [v[2] - v[0] if len(v) == 3 else 0 for v in values]]
-    fig, ax = plt.subplots(figsize=(6.5, 0.6 + 0.45 * len(rows)))
+    from lmgym.stats import mean_interval
+
+    scores = {agent: [r["metrics"]["test/ground_truth"] for r in runs if r["agent"]["name"] == agent] for agent in agents}
+    intervals = [mean_interval(scores[agent]) for agent in agents][::-1]
+    names = [f"{agent} ({len(scores[agent])})" for agent in agents][::-1]
+    means = [iv.point for iv in intervals]
+    errors = [[iv.point - iv.low for iv in intervals], [iv.high - iv.point for iv in intervals]]
+    fig, ax = plt.subplots(figsize=(6.5, 0.6 + 0.45 * len(agents)))
     ax.barh(names, means, xerr=errors, color="tab:blue", alpha=0.8, capsize=3)
     for y, value in enumerate(means):
         ax.text(value, y + 0.25, f" {value:.3f}", va="center", fontsize=8)

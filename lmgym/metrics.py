@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["EVALUATE_MATH", "maj_at_k", "mean_and_ci", "outcome_shares", "pass_at_k", "reward_std_per_prompt", "vanishing_gradient_share"]
+__all__ = ["EVALUATE_MATH", "maj_at_k", "outcome_shares", "pass_at_k", "reward_std_per_prompt", "vanishing_gradient_share"]
 
 
 def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
@@ -78,19 +78,6 @@ def outcome_shares(correct: np.ndarray) -> dict[str, float]:
         raise ValueError(f"need (num_prompts > 0, n) booleans, got shape {correct.shape}")
     solved, stuck = correct.all(axis=1).mean(), (~correct).all(axis=1).mean()
     return {"solved": float(solved), "stuck": float(stuck), "mixed": float(1.0 - solved - stuck)}
-
-
-def mean_and_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
-    """Mean and the half-width of a Student-t confidence interval over seeds (0 for one value)."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        raise ValueError("no values")
-    if values.size == 1:
-        return float(values[0]), 0.0
-    from scipy import stats
-
-    half = stats.t.ppf(0.5 + confidence / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
-    return float(values.mean()), float(half)
 
 
 # The same metrics as a Hugging Face `evaluate` module: evaluate.load(EVALUATE_MATH)

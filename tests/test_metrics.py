@@ -7,7 +7,7 @@ from math import comb
 import numpy as np
 import pytest
 
-from lmgym.metrics import maj_at_k, mean_and_ci, pass_at_k, reward_std_per_prompt, vanishing_gradient_share
+from lmgym.metrics import maj_at_k, pass_at_k, reward_std_per_prompt, vanishing_gradient_share
 
 
 @pytest.mark.parametrize("n, c, k", [(10, 3, 1), (10, 3, 5), (96, 7, 32), (5, 0, 2), (5, 5, 1), (20, 18, 3)])
@@ -43,13 +43,6 @@ def test_vanishing_gradient_share():
     assert vanishing_gradient_share(rewards, threshold=0.45) == 0.75
     with pytest.raises(ValueError):
         reward_std_per_prompt(np.ones((3, 1)))
-
-
-def test_mean_and_ci():
-    mean, half = mean_and_ci([0.5, 0.6, 0.7])
-    assert mean == pytest.approx(0.6)
-    assert half == pytest.approx(4.302652729911275 * 0.1 / np.sqrt(3))  # t_{0.975, 2} * s / sqrt(n)
-    assert mean_and_ci([0.4]) == (0.4, 0.0)
 
 
 def test_the_evaluate_module_agrees_with_the_functions():

@@ -17,6 +17,7 @@ def test_mean_interval_is_the_student_t_interval():
     half = scipy_stats.t.ppf(0.975, 2) * np.std(values, ddof=1) / np.sqrt(3)
     assert interval.point == pytest.approx(np.mean(values)) and interval.half_width == pytest.approx(half)
     assert mean_interval([0.5]) == (0.5, 0.5, 0.5) and mean_interval([0.5]).format() == "0.500"
+    assert mean_interval([0.5, 0.6, 0.7]).half_width == pytest.approx(4.302652729911275 * 0.1 / np.sqrt(3))  # t_{.975,2} s/sqrt(n)
 
 
 def test_iqm_discards_the_outer_quartiles_and_its_interval_covers_it():

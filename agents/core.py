@@ -489,9 +489,7 @@ class Agent:
         the training rollout at temperature 0, on the agent's conditioned prompts. Keys are
         ``val/...`` or ``test/...``."""
         prefix = _prefix(split)
-        if problems is None and split == "validation":
-            problems = self.config.eval_problems
-        envs = self.evaluation_envs(env_id, env_kwargs, 1, problems, split)
+        envs = self.evaluation_envs(env_id, env_kwargs, 1, self._problems(problems, split), split)
         batch = self._evaluation_rollout(envs, 1, temperature=0.0)
         return {f"{prefix}/mean_reward": float(batch.rewards.mean()), f"{prefix}/ground_truth": float(ground_truths(batch).mean()),
                 f"{prefix}/problems": batch.num_prompts}
@@ -507,9 +505,7 @@ class Agent:
         KL(policy || reference) per sequence (k1 estimate on the samples of the first
         ``KL_PROBLEMS`` problems; with ``kl=True``)."""
         prefix = _prefix(split)
-        if problems is None and split == "validation":
-            problems = self.config.eval_problems
-        envs = self.evaluation_envs(env_id, env_kwargs, k, problems, split)
+        envs = self.evaluation_envs(env_id, env_kwargs, k, self._problems(problems, split), split)
         batch = self._evaluation_rollout(envs, k, temperature=self.config.temperature, top_p=self.config.top_p)
         rewards = batch.grouped_rewards()
         correct = correctness(batch)
@@ -529,14 +525,17 @@ class Agent:
             metrics[f"{prefix}/kl_to_reference"] = self._kl_to_reference(batch.samples[: self.KL_PROBLEMS * k])
         return metrics
 
+    def _problems(self, problems: int | None, split: str) -> int | None:
+        """How many problems an evaluation covers: as asked; else ``eval_problems`` on
+        validation and ``test_problems`` (None: all) on test."""
+        if problems is not None:
+            return problems
+        return self.config.eval_problems if split == "validation" else self.config.test_problems
+
     def _evaluation_rollout(self, envs, k: int, **sampling) -> RolloutBatch:
-        self._evaluating = True
-        try:
-            return evaluation_rollout(envs, self.generator, problems=envs.unwrapped.num_envs // k, k=k,
-                                      prefix=self.prompt_prefix(), suffix=self.prompt_suffix(),
-                                      max_tokens=self.config.max_new_tokens, seed=self.iteration_seed(), **sampling)
-        finally:
-            self._evaluating = False
+        return evaluation_rollout(envs, self.generator, problems=envs.unwrapped.num_envs // k, k=k,
+                                  prefix=self.prompt_prefix(), suffix=self.prompt_suffix(),
+                                  max_tokens=self.config.max_new_tokens, seed=self.iteration_seed(), **sampling)
 
     def _kl_to_reference(self, samples: list) -> float:
         reference = self.reference
@@ -562,7 +561,7 @@ class Agent:
         first ``eval_k_problems`` of validation along the curve (no KL), on every test problem
         (with KL) in the final test."""
         validation = split == "validation"
-        problems = self.config.eval_problems if validation else self.config.test_problems
+        problems = self._problems(None, split)
         metrics = self.evaluate(env_id, env_kwargs, problems, split)
         if self.config.eval_k > 1:
             sampled = min(problems, self.config.eval_k_problems) if validation else problems
@@ -575,7 +574,7 @@ class Agent:
         start = time.perf_counter()
         current = None
         if self.best is not None and self.best["iteration"] != self.iteration_count:
-            current = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
+            current = {k: v.detach().to("cpu", copy=True) for k, v in self.policy.state_dict().items()}
             self.policy.load_state_dict(self.best["state"])
             self.sync_generator()
         try:
@@ -672,7 +671,7 @@ class Agent:
         score = row["val/ground_truth" if self.config.select_on == "ground_truth" else "val/mean_reward"]
         if self.best is None or self.config.select_on == "last" or score > self.best["score"]:
             self.best = {"score": score, "samples": row["samples"], "iteration": row["iteration"],
-                         "state": {k: v.detach().clone() for k, v in self.policy.state_dict().items()}}
+                         "state": {k: v.detach().to("cpu", copy=True) for k, v in self.policy.state_dict().items()}}
 
     # checkpoints --------------------------------------------------------------------------------
 

@@ -18,8 +18,6 @@ every built-in agent, seed 0, 20,000 samples each (its measured time is in READM
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
 import json
 import os
 import platform
@@ -33,7 +31,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BenchConfig", "load_config", "run_bench", "validate_result"]
+from lmgym.io import weights_hash
+
+__all__ = ["BenchConfig", "load_config", "run_bench", "validate_result", "weights_hash"]
 
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "result-v2.json"
 DEFAULT_AGENTS = ["base", "sft", "ppo", "exit", "rcrl", "grpo", "rloo", "copg", "dpo", "joint"]  # every built-in
@@ -101,26 +101,6 @@ def _git_commit() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def weights_hash(model_path: str) -> str | None:
-    """SHA-256 over a local model folder's weight files (None for a hub name). Read once per
-    process for each state of the files (path, size, mtime): a bench checks it for every cell."""
-    folder = Path(model_path)
-    files = sorted(p for p in folder.glob("*") if p.suffix in (".safetensors", ".bin")) if folder.is_dir() else []
-    if not files:
-        return None
-    return _hash_files(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
-
-
-@functools.lru_cache(maxsize=16)
-def _hash_files(files: tuple[tuple[str, int, int], ...]) -> str:
-    digest = hashlib.sha256()
-    for name, _, _ in files:
-        with open(name, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def environment_record() -> dict:

@@ -5,6 +5,8 @@ half-written file and readers never see one."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import shutil
@@ -65,3 +67,23 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def weights_hash(model_path: str) -> str | None:
+    """SHA-256 over a local model folder's weight files (None for a hub name). Read once per
+    process for each state of the files (path, size, mtime): a bench checks it for every cell."""
+    folder = Path(model_path)
+    files = sorted(p for p in folder.glob("*") if p.suffix in (".safetensors", ".bin")) if folder.is_dir() else []
+    if not files:
+        return None
+    return _hash_files(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+
+
+@functools.lru_cache(maxsize=16)
+def _hash_files(files: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for name, _, _ in files:
+        with open(name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

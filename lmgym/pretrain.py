@@ -73,7 +73,7 @@ def default_model(config: PretrainConfig | None = None, progress: bool = True) -
     """The shipped default model (``config`` None), after checking its SHA-256; or the cached
     pretrained model for ``config``, pretraining it if needed."""
     if config is None:
-        from lmgym.bench import weights_hash
+        from lmgym.io import weights_hash
 
         found = weights_hash(str(DEFAULT_MODEL))
         if found != DEFAULT_MODEL_SHA256:

@@ -53,7 +53,7 @@ def test_pretrain_learns_saves_and_caches(tmp_path, monkeypatch):
 
 
 def test_the_default_model_is_the_shipped_artifact(tmp_path, monkeypatch):
-    from lmgym.bench import weights_hash
+    from lmgym.io import weights_hash
     from lmgym.pretrain import DEFAULT_MODEL, DEFAULT_MODEL_SHA256, model_path
 
     monkeypatch.setenv("LMGYM_CACHE", str(tmp_path))  # an empty cache: nothing is trained

@@ -231,14 +231,10 @@ class HumanEvalTask(CodeTask):
 
     @staticmethod
     def _problem(index: int, record: dict, setup: str, tests: list[str]) -> Problem:
-        return Problem(
-                index=index,
-                question=record["prompt"],
-                answer=record["canonical_solution"],
-                solution=record["canonical_solution"],
-                meta={"task_id": record["task_id"], "entry_point": record["entry_point"], "setup": setup,
-                      "tests": tests},
-            )
+        return Problem(index=index, question=record["prompt"], answer=record["canonical_solution"],
+                       solution=record["canonical_solution"],
+                       meta={"task_id": record["task_id"], "entry_point": record["entry_point"], "setup": setup,
+                             "tests": tests})
 
     def num_problems(self, split: str) -> int:
         self.check_split(split)

@@ -117,8 +117,7 @@ class ArithmeticTask(MathTask):
         if test_size < 1 or validation_size < 1:
             raise ValueError(f"test_size and validation_size must be >= 1, got {test_size}, {validation_size}")
         self.operators = "".join(dict.fromkeys(operators))
-        self.sizes = {"test": test_size, "validation": validation_size}
-        self.test_size, self.validation_size = test_size, validation_size
+        self.sizes = {"test": test_size, "validation": validation_size}  # the held-out splits; train is a stream
         self._held_out: dict[str, list[tuple[str, int, str]]] = {}
 
     def num_problems(self, split: str) -> int:
@@ -222,7 +221,7 @@ class GSMSymbolicTask(MathTask):
             raise ValueError(f"test_size and validation_size must be >= 1, got {test_size}, {validation_size}")
         import reasoning_gym
 
-        self.test_size, self.validation_size, self.seed = test_size, validation_size, seed
+        self.seed = seed
         self.sizes = {"train": self.TRAIN_SIZE, "validation": validation_size, "test": test_size}
         self._datasets = {
             split: reasoning_gym.create_dataset(

@@ -185,8 +185,7 @@ class KeyFactsTask(SummarizationTask):
         super().__init__(judge=judge, max_ratio=max_ratio, **kwargs)
         if facts < 1 or fillers < 0 or test_size < 1 or validation_size < 1:
             raise ValueError("facts must be >= 1, fillers >= 0, test_size and validation_size >= 1")
-        self.facts, self.fillers, self.test_size, self.false_penalty = facts, fillers, test_size, false_penalty
-        self.validation_size = validation_size
+        self.facts, self.fillers, self.false_penalty = facts, fillers, false_penalty
         self.sizes = {"test": test_size, "validation": validation_size}
         self._held_out: dict[str, list[dict]] = {}
 

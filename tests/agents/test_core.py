@@ -234,7 +234,7 @@ def test_an_agent_trains_on_a_multi_turn_code_env(tmp_path):
 
 
 def test_evaluation_covers_eval_problems_or_the_whole_split_when_it_is_smaller(tiny_model_dir):
-    agent = load_agent("base")(small_config(load_agent("base"), tiny_model_dir, eval_problems=50))
+    agent = load_agent("base")(small_config(load_agent("base"), tiny_model_dir, eval_problems=50, test_problems=None))
     assert agent.evaluate(ENV, {"validation_size": 20})["val/problems"] == 20
     assert agent.evaluate(ENV, {"validation_size": 80})["val/problems"] == 50
     assert agent.evaluation_envs(ENV, {"validation_size": 20}, problems=50).unwrapped.num_envs == 20

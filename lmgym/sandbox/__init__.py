@@ -385,7 +385,6 @@ class Sandbox:
                 continue
             in_flight.pop(0)
             tests = [TestResult(t["passed"], t["kind"], t["message"], Seconds(t["seconds"])) for t in verdict.pop("tests")]
-            verdict.pop("exit_status", None)
             verdict["seconds"] = Seconds(verdict["seconds"])
             results[index] = RunResult(tests=tests, **verdict)
             if bar is not None:

@@ -256,8 +256,8 @@ def sandbox():
         yield box
 
 
-def _jobs(entry: str, tests: tuple[str, ...], setup: str = "") -> list[tuple[str, Job]]:
-    return [(name, Job(source.replace("ENTRY", entry), tests, setup, entry_points=(entry,)))
+def _jobs(entry: str, tests: tuple[str, ...]) -> list[tuple[str, Job]]:
+    return [(name, Job(source.replace("ENTRY", entry), tests, entry_points=(entry,)))
             for name, source in HACKS.items()]
 
 

@@ -452,17 +452,17 @@ class Agent:
         """Text put after every prompt, right before the completion, when acting."""
         return ""
 
-    def conditioned(self, prompts: Sequence[str]) -> list[str]:
-        """``prompts`` as the agent acts on them: between its prefix and its suffix."""
-        prefix, suffix = self.prompt_prefix(), self.prompt_suffix()
-        return [prefix + p + suffix for p in prompts]
+    def conditioned_ids(self, prompts: Sequence[str]) -> list[list[int]]:
+        """The ids the agent acts on for ``prompts``: its prefix's, the prompt's and its
+        suffix's, each tokenized on its own (:meth:`Generator.encode`)."""
+        return self.generator.encode(prompts, prefix=self.prompt_prefix(), suffix=self.prompt_suffix())
 
     # acting and evaluating ---------------------------------------------------------------------
 
     def act(self, observations: Sequence[str], greedy: bool = True) -> list[str]:
         """Completions for raw observations (for a user's own env loop)."""
         generations = self.generator.generate(
-            self.conditioned(observations),
+            list(observations), prefix=self.prompt_prefix(), suffix=self.prompt_suffix(),
             temperature=0.0 if greedy else self.config.temperature,
             max_tokens=self.config.max_new_tokens,
             seed=self.iteration_seed(),

@@ -95,8 +95,9 @@ class RCRL(Agent):
         return self.best_label() if self.config.label_position == "completion" else ""
 
     def label_ids(self, label: str) -> list[int]:
-        """A label's token ids, tokenized on its own (as a char or whitespace-led BPE label is in
-        the prompt); there are only a few labels, so each is tokenized once."""
+        """A label's token ids, tokenized on its own: the generator joins it to the prompt by
+        ids (``Generator.encode``), so with any tokenizer a sampled prompt's last (or first)
+        ``len(label_ids)`` ids are the label and the rest are the env prompt's own."""
         if label not in self._label_ids:
             self._label_ids[label] = self.tokenizer(label, add_special_tokens=False)["input_ids"]
         return self._label_ids[label]

@@ -37,7 +37,7 @@ class SFT(Agent):
         rng = np.random.default_rng([cfg.seed, self.iteration_count, 7])
         prompts = start(envs, rng.integers(envs.unwrapped.num_problems, size=size).tolist())
         solutions = envs.unwrapped.reference_solutions()[:size]
-        prompt_ids = self.generator.encode(self.conditioned(prompts))
+        prompt_ids = self.conditioned_ids(prompts)
         eos = [self.tokenizer.eos_token_id]
         solution_ids = [ids + eos for ids in self.tokenizer(solutions, add_special_tokens=False)["input_ids"]]
         budget.add(size, sum(map(len, solution_ids)))

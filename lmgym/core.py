@@ -217,7 +217,9 @@ def build_template(
         if isinstance(tokenizer, str):
             from transformers import AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+            from lmgym.hub import resolve
+
+            tokenizer = AutoTokenizer.from_pretrained(resolve(tokenizer))  # "smollm2-135m", a folder or a hub id
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError(f"{type(tokenizer).__name__} has no chat_template; use prompt_template='plain'")
         instruction = task.chat_instruction

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import string
 
-__all__ = ["CHAT_TEMPLATE", "char_tokenizer"]
+__all__ = ["CHAT_TEMPLATE", "CHATML_TEMPLATE", "bpe_tokenizer", "char_tokenizer"]
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 
@@ -36,6 +36,48 @@ def char_tokenizer(alphabet: str = string.printable):
     backend.decoder = decoders.Fuse()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, **SPECIAL_TOKENS)
     tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+# ChatML, as SmolLM2, Qwen and many instruction models use it (special tokens <|im_start|> and
+# <|im_end|>, the latter also EOS).
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+_BPE_CORPUS = (  # what a tiny BPE learns its merges from: the tasks' own kind of text
+    "Question: What is 12 + 34? Answer: 46. The answer is 46.\n#### 46\n",
+    "She sells 9 eggs for $2 each: 9*2=18 dollars. Then she buys 3 more.\n#### 18\n",
+    "def add(a, b):\n    return a + b\n\nassert add(2, 3) == 5\n",
+    "The summary of the article: the council approved the new budget on Monday.\n",
+    "Solve the problem. Finish with a line '#### <answer>'.\n",
+    "Question: 3+4= Answer: G 7\nQuestion: 3+4= Answer: B 8\n",  # return labels (agents/rcrl.py)
+)
+
+
+def bpe_tokenizer(vocab_size: int = 600, corpus: tuple[str, ...] = _BPE_CORPUS):
+    """A small byte-level BPE ``PreTrainedTokenizerFast`` trained here, offline, in well under a
+    second: GPT-2's pre-tokenizer and byte alphabet (every string encodes), merges learned from
+    ``corpus``, ChatML special tokens (``<|endoftext|>`` 0, ``<|im_start|>`` 1, ``<|im_end|>`` 2,
+    also EOS and padding, as in SmolLM2) and :data:`CHATML_TEMPLATE`.
+
+    For tests of what only a real tokenizer exercises (merges across a seam, multi-character
+    tokens, specials inside a chat prompt) without downloading one."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(list(corpus) * 4, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                        pad_token="<|im_end|>", unk_token="<|endoftext|>")
+    tokenizer.chat_template = CHATML_TEMPLATE
     return tokenizer
 
 

@@ -88,8 +88,11 @@ def default_model(config: PretrainConfig | None = None, progress: bool = True) -
 
 def model_path(model: str) -> str:
     """A model name as agents and the bench take it: ``"default"`` is lmgym's shipped default
-    model; any other hub name or folder is returned as it is."""
-    return str(default_model()) if model == "default" else model
+    model, a name in :data:`lmgym.hub.NAMED` its cached folder (built on first use); any other
+    hub name or folder is returned as it is."""
+    from lmgym.hub import resolve
+
+    return resolve(model)
 
 
 def _batch(tokenizer, prompts: list[str], completions: list[str]):

@@ -187,7 +187,8 @@ def rollout(
         seed: seeds the problem order (on the first call) and the sampler.
         budget: charged with the samples, tokens and reward queries.
         prefix: text the generator sees before every prompt (e.g. a return-conditioning
-            token); ``Sample.prompt_token_ids`` are the ids actually conditioned on.
+            token), joined by ids (:meth:`Generator.encode`); ``Sample.prompt_token_ids`` are
+            the ids actually conditioned on.
         suffix: text the generator sees after every prompt, right before the completion.
         score: single-turn tasks: given the unscored samples, which ones to send to the
             env's reward (the others get reward ``nan`` and cost no query). Default: all.
@@ -208,7 +209,7 @@ def rollout(
     # 1. every sub-env of group g starts problem indices[g]
     prompts = start(envs, indices, n)
     # 2. n completions per prompt in one generator call
-    generations = generator.generate([prefix + p + suffix for p in prompts], n=n, seed=seed, **sampling)
+    generations = generator.generate(prompts, n=n, seed=seed, prefix=prefix, suffix=suffix, **sampling)
     running = list(range(used))
     samples = [_sample(prompts[i // n], generations[i // n], generations[i // n].completions[i % n], i // n,
                        indices[i // n]) for i in running]
@@ -240,7 +241,7 @@ def rollout(
             break
         # 4. multi-turn: answer each running episode's new observation
         turn += 1
-        generations = generator.generate([prefix + observations[i] + suffix for i in running], n=1,
+        generations = generator.generate([observations[i] for i in running], n=1, prefix=prefix, suffix=suffix,
                                          seed=None if seed is None else seed + turn, **sampling)
         for i, generation in zip(running, generations):
             earlier = samples[i]

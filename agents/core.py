@@ -52,6 +52,7 @@ from lmgym.metrics import maj_at_k, outcome_shares, pass_at_k, vanishing_gradien
 from lmgym.pretrain import model_path
 from lmgym.rollout import Budget, RolloutBatch, rollout
 from lmgym.rollout import evaluate as evaluation_rollout
+from lmgym.tracking import Tracker
 
 __all__ = ["Agent", "AgentConfig", "BasePolicy", "LearnResult", "clip_fraction", "completion_logprobs", "config_docs",
            "config_from_dict", "kl_penalty", "masked_mean",
@@ -182,6 +183,8 @@ class AgentConfig:
     test_problems: int | None = None  # problems of the test split in the final evaluation (None: all of it)
     seed: int = 0  # seeds problems, sampling, shuffling and initialisation
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", ...
+    report_to: str = "none"  # experiment tracking: "none", "tensorboard", "wandb", "all" or a comma list (lmgym.tracking)
+    logging_dir: str | None = None  # where tracking writes (None: <run_dir>/tensorboard, else runs/tensorboard/<agent>-seed<k>)
 
 
 # Config fields renamed when the agents were given one vocabulary: old name -> new name. Old
@@ -300,6 +303,7 @@ class Agent:
         self.best: dict | None = None  # the validation-chosen checkpoint: score, samples, iteration, policy state
         self._initial = None  # the initial weights, loaded when KL is measured for an agent without a reference
         self._evaluation_envs: dict[tuple, Any] = {}
+        self.tracker = Tracker(None)  # replaced for the length of learn() when report_to asks for one
 
     # construction helpers ------------------------------------------------------------------
 
@@ -604,14 +608,28 @@ class Agent:
 
         With ``run_dir``, a checkpoint is written atomically every ``checkpoint_seconds`` (and
         when the run stops) and an existing one is resumed. ``stop_after`` stops after that many iterations (this call),
-        as an interruption would; the test is then not run.
+        as an interruption would; the test is then not run. Metrics also go to ``report_to``.
         """
-        from tqdm.auto import tqdm
-
         env_kwargs = dict(env_kwargs or {})
         checkpoint = Path(run_dir) / "checkpoint.pt" if run_dir is not None else None
         if checkpoint is not None and checkpoint.is_file():
             budget = self.load(checkpoint)
+        self.tracker = self.make_tracker(run_dir)
+        try:
+            return self._learn(env_id, budget, env_kwargs, checkpoint, progress, stop_after, test)
+        finally:
+            self.tracker.close()
+            self.tracker = Tracker(None)
+
+    def make_tracker(self, run_dir) -> Tracker:
+        """The experiment tracker ``report_to`` asks for (a no-op for ``"none"``)."""
+        cfg = self.config
+        folder = cfg.logging_dir or (Path(run_dir) / "tensorboard" if run_dir is not None else None)
+        return Tracker(cfg.report_to, folder, run_name=f"{self.name}-seed{cfg.seed}", config=dataclasses.asdict(cfg))
+
+    def _learn(self, env_id, budget, env_kwargs, checkpoint, progress, stop_after, test) -> LearnResult:
+        from tqdm.auto import tqdm
+
         envs = self.make_envs(env_id, env_kwargs)
         start = time.perf_counter()
         if not self.curve:
@@ -626,6 +644,7 @@ class Agent:
             budget.trained_tokens = self.trained_tokens
             metrics.update(self.counters(budget))
             self.train_log.append(metrics)
+            self.tracker.log(metrics, budget.samples)
             bar.update(budget.samples - before)
             bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in metrics.items() if k.startswith("train/")}, refresh=False)
             last_eval = self.curve[-1]["samples"]
@@ -640,6 +659,7 @@ class Agent:
                 break
         bar.close()
         final = self.test(env_id, env_kwargs) if test and budget.exhausted else {}
+        self.tracker.log(final, budget.samples)
         chosen = {k: v for k, v in (self.best or {}).items() if k != "state"}
         return LearnResult(self.curve, budget.state_dict(), dataclasses.asdict(self.config), time.perf_counter() - start,
                            self.eval_seconds, final, chosen)
@@ -668,6 +688,7 @@ class Agent:
         for key in {k for m in recent for k in m if k.startswith("train/")}:
             row[key] = float(np.mean([m[key] for m in recent if key in m]))
         self.curve.append(row)
+        self.tracker.log({k: v for k, v in row.items() if k.startswith("val/") or k == "eval_seconds"}, row["samples"])
         score = row["val/ground_truth" if self.config.select_on == "ground_truth" else "val/mean_reward"]
         if self.best is None or self.config.select_on == "last" or score > self.best["score"]:
             self.best = {"score": score, "samples": row["samples"], "iteration": row["iteration"],
@@ -758,9 +779,15 @@ class BasePolicy(Agent):
     def learn(self, env_id, budget, run_dir=None, env_kwargs=None, progress=True, stop_after=None, test=True) -> LearnResult:
         start = time.perf_counter()
         env_kwargs = dict(env_kwargs or {})
-        if not self.curve:
-            self._evaluate_into_curve(env_id, env_kwargs, budget)
-        final = self.test(env_id, env_kwargs) if test else {}
+        self.tracker = self.make_tracker(run_dir)
+        try:
+            if not self.curve:
+                self._evaluate_into_curve(env_id, env_kwargs, budget)
+            final = self.test(env_id, env_kwargs) if test else {}
+            self.tracker.log(final, budget.samples)
+        finally:
+            self.tracker.close()
+            self.tracker = Tracker(None)
         chosen = {k: v for k, v in self.best.items() if k != "state"}
         return LearnResult(self.curve, budget.state_dict(), dataclasses.asdict(self.config), time.perf_counter() - start,
                            self.eval_seconds, final, chosen)

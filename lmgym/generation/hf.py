@@ -31,7 +31,7 @@ class HFGenerator(Generator):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if isinstance(model, torch.nn.Module):
+        if isinstance(model, torch.nn.Module) or hasattr(model, "generate"):  # a loaded model (or a view of one)
             if tokenizer is None:
                 raise ValueError("pass tokenizer= along with a loaded model")
             self.model = model

@@ -53,6 +53,7 @@ from lmgym.pretrain import model_path
 from lmgym.rollout import Budget, RolloutBatch, rollout
 from lmgym.rollout import evaluate as evaluation_rollout
 from lmgym.tracking import Tracker
+from lmgym import distributed
 
 __all__ = ["Agent", "AgentConfig", "BasePolicy", "LearnResult", "clip_fraction", "completion_logprobs", "config_docs",
            "config_from_dict", "kl_penalty", "masked_mean",
@@ -276,6 +277,8 @@ class Agent:
         self.device = torch.device(
             ("cuda" if torch.cuda.is_available() else "cpu") if self.config.device == "auto" else self.config.device
         )
+        if distributed.is_distributed() and self.config.device == "auto":
+            self.device = distributed.device()  # this rank's GPU
         self._set_seed(self.config.seed)
         self.model_path = model_path(self.config.model)
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -394,26 +397,45 @@ class Agent:
             tokens = sum(len(p) + len(c) for p, c in zip(prompt_ids, completion_ids))
             self.train_flops += (6.0 if training else 2.0) * self.parameter_count(model) * tokens
         pad_id = self.tokenizer.pad_token_id
-        spans = micro_batches([len(p) + len(c) for p, c in zip(prompt_ids, completion_ids)], self.config.micro_batch_size,
-                              self.config.micro_batch_tokens)
+        lengths = [len(p) + len(c) for p, c in zip(prompt_ids, completion_ids)]
+        training = model is self.policy and torch.is_grad_enabled()
+        sharded = training and distributed.is_distributed()
+        size = self.config.micro_batch_size
+        if sharded:  # at least one micro-batch per rank
+            size = max(1, min(size, -(-len(lengths) // distributed.world_size())))
+        spans = micro_batches(lengths, size, self.config.micro_batch_tokens)
         forward = lambda a, b: completion_logprobs(model, prompt_ids[a:b], completion_ids[a:b], pad_id, return_hidden)
-        deferred = self.config.micro_batch_tokens > 0 and model is self.policy and torch.is_grad_enabled()
-        chunks = []
-        for a, b in spans:
+        # Gradient accumulation for any loss: forward without a graph, hand the agent leaf
+        # tensors, and after its loss's backward replay each micro-batch with a graph and push
+        # the leaves' gradients through it (optimizer_step). One micro-batch's activations are
+        # alive at a time, for one extra forward pass. Across processes (lmgym.distributed) each
+        # rank runs and replays its own micro-batches and the outputs are all-gathered.
+        deferred = training and (self.config.micro_batch_tokens > 0 or sharded)
+        mine = set(range(distributed.rank(), len(spans), distributed.world_size())) if sharded else set(range(len(spans)))
+        outputs: dict[int, tuple] = {}
+        states: dict[int, Any] = {}
+        for index, (a, b) in enumerate(spans):
+            if index not in mine:
+                continue
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
                 if not deferred:
-                    chunks.append(forward(a, b))
+                    outputs[index] = forward(a, b)
                     continue
-                # Gradient accumulation for any loss: forward without a graph, hand the agent leaf
-                # tensors, and after its loss's backward replay each micro-batch with a graph and
-                # push the leaves' gradients through it (optimizer_step). One micro-batch's
-                # activations are alive at a time, for one extra forward pass.
-                rng = _rng_state(self.device)  # the replay must draw the same dropout masks
+                states[index] = _rng_state(self.device)  # the replay must draw the same dropout masks
                 with torch.no_grad():
-                    outputs = forward(a, b)
-            leaves = tuple(t.detach().requires_grad_(t.is_floating_point() and k != 1) for k, t in enumerate(outputs))
-            tokens = sum(len(p) + len(c) for p, c in zip(prompt_ids[a:b], completion_ids[a:b]))
-            self._deferred.append((lambda a=a, b=b: forward(a, b), leaves, rng, tokens))
+                    outputs[index] = forward(a, b)
+        if sharded:
+            gathered = distributed.all_gather_objects({i: tuple(t.cpu() for t in out) for i, out in outputs.items()})
+            outputs = {i: tuple(t.to(self.device) for t in out) for part in gathered for i, out in part.items()}
+        chunks = []
+        for index, (a, b) in enumerate(spans):
+            if not deferred:
+                chunks.append(outputs[index])
+                continue
+            leaves = tuple(t.detach().requires_grad_(t.is_floating_point() and k != 1) for k, t in enumerate(outputs[index]))
+            if index in mine:
+                tokens = sum(lengths[a:b])
+                self._deferred.append((lambda a=a, b=b: forward(a, b), leaves, states[index], tokens))
             chunks.append(leaves)
         width = max(chunk[0].shape[1] for chunk in chunks)
         pad = lambda t: torch.nn.functional.pad(t, (0, 0) * (t.dim() - 2) + (0, width - t.shape[1]))
@@ -454,6 +476,8 @@ class Agent:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._replay_deferred()
+        if distributed.is_distributed():  # each rank holds its micro-batches' share: the sum is the whole gradient
+            distributed.all_reduce_gradients([p for p in self.policy.parameters() if p.requires_grad])
         norms = [torch.nn.utils.clip_grad_norm_(g["params"], self.config.max_grad_norm) for g in self.optimizer.param_groups]
         self.optimizer.step()
         self.scheduler.step()
@@ -685,7 +709,8 @@ class Agent:
         """The experiment tracker ``report_to`` asks for (a no-op for ``"none"``)."""
         cfg = self.config
         folder = cfg.logging_dir or (Path(run_dir) / "tensorboard" if run_dir is not None else None)
-        return Tracker(cfg.report_to, folder, run_name=f"{self.name}-seed{cfg.seed}", config=dataclasses.asdict(cfg))
+        report_to = cfg.report_to if distributed.is_main() else "none"  # one log, from rank 0
+        return Tracker(report_to, folder, run_name=f"{self.name}-seed{cfg.seed}", config=dataclasses.asdict(cfg))
 
     def _learn(self, env_id, budget, env_kwargs, checkpoint, progress, stop_after, test) -> LearnResult:
         from tqdm.auto import tqdm
@@ -712,7 +737,8 @@ class Agent:
                 self._evaluate_into_curve(env_id, env_kwargs, budget)
             done_here += 1
             stopping = budget.exhausted or (stop_after is not None and done_here >= stop_after)
-            if checkpoint is not None and (stopping or time.perf_counter() - saved >= self.config.checkpoint_seconds):
+            if checkpoint is not None and distributed.is_main() and (
+                    stopping or time.perf_counter() - saved >= self.config.checkpoint_seconds):
                 self.save(checkpoint, budget)
                 saved = time.perf_counter()
             if stopping:

@@ -227,8 +227,11 @@ def run_cell(config: BenchConfig, env_id: str, agent_name: str, seed: int, progr
         **environment_record(),
     }
     validate_result(result)
-    write_json_atomic(result_file, result)
-    _write_curve_csv(cell_dir / "curve.csv", learned.curve)
+    from lmgym import distributed
+
+    if distributed.is_main():  # under torchrun every rank ran the cell; one writes it
+        write_json_atomic(result_file, result)
+        _write_curve_csv(cell_dir / "curve.csv", learned.curve)
     return result
 
 
@@ -309,6 +312,10 @@ def run_bench(config: BenchConfig, progress: bool = True) -> list[dict]:
     else:
         results = _run_on_ray(config, cells, progress)
     table = summary_table(results)
+    from lmgym import distributed
+
+    if not distributed.is_main():
+        return results
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.md").write_text(table + f"\n\n{len(results)} cells, {time.perf_counter() - start:.0f} s this run\n")

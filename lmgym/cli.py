@@ -301,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from lmgym import distributed
+
+    distributed.init()  # under torchrun: join the process group (lmgym.distributed); else nothing
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, ImportError) as error:  # user errors: one clear line, no traceback

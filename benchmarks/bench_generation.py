@@ -8,7 +8,10 @@ seconds one weight sync takes. Each model runs in its own subprocess (one vLLM e
 
 Models: ``tiny-pretrained`` (lmgym's default policy, ~0.9M parameters, short answers: overhead
 bound), ``tiny`` / ``small`` / ``medium`` (random ~0.9M / ~20M / ~85M Llamas; random weights
-rarely emit EOS, so completions run to ``--max-tokens``: compute bound).
+rarely emit EOS, so completions run to ``--max-tokens``: compute bound), and the named real
+models (``smollm2-135m``: on the plain Arithmetic prompts it runs on past the answer, so
+completions run to ``--max-tokens`` too). "raw vLLM" gets the same requests as lmgym's path
+(token ids, sampling, the sampled tokens' log-probs) without lmgym's code around them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ SIZES = {"tiny": "tiny", "small": "small"}
 
 
 def build_model(name: str, folder: str) -> str:
+    from lmgym.hub import NAMED, resolve
+
+    if name in NAMED:  # a real pretrained model (smollm2-135m); its plain prompts rarely end early
+        return resolve(name, progress=False)
     if name == "tiny-pretrained":
         from lmgym.pretrain import default_model
 
@@ -81,12 +88,18 @@ def one_model(args) -> dict:
         result["vllm_tokens_per_s"] = tokens / seconds
         result["vllm_over_hf"] = result["vllm_tokens_per_s"] / result["hf_tokens_per_s"]
 
-        # raw vLLM (text prompts, no log-probs, no lmgym code) as the ceiling for our path
-        from vllm import SamplingParams
+        # raw vLLM on the same requests (the same token ids, sampling and sampled-token
+        # log-probs, no lmgym code): what lmgym's path must stay within 5% of; and raw vLLM
+        # without log-probs, the ceiling
+        from vllm import SamplingParams, TokensPrompt
 
-        raw_params = SamplingParams(n=args.n, temperature=1.0, top_p=1.0, max_tokens=args.max_tokens, seed=0)
-        seconds, outputs = measure(lambda: vllm.llm.generate(prompts, raw_params, use_tqdm=False), args.repeats)
+        token_prompts = [TokensPrompt(prompt_token_ids=ids) for ids in vllm.encode(prompts)]
+        same = SamplingParams(n=args.n, temperature=1.0, top_p=1.0, max_tokens=args.max_tokens, seed=0, logprobs=0)
+        seconds, outputs = measure(lambda: vllm.llm.generate(token_prompts, same, use_tqdm=False), args.repeats)
         result["raw_vllm_tokens_per_s"] = sum(len(o.token_ids) for r in outputs for o in r.outputs) / seconds
+        bare_params = SamplingParams(n=args.n, temperature=1.0, top_p=1.0, max_tokens=args.max_tokens, seed=0)
+        seconds, outputs = measure(lambda: vllm.llm.generate(prompts, bare_params, use_tqdm=False), args.repeats)
+        result["raw_nologprobs_tokens_per_s"] = sum(len(o.token_ids) for r in outputs for o in r.outputs) / seconds
 
         # rollout over the same prompts vs the bare generator call on them
         envs = gym.make_vec("lmgym/Arithmetic-v0", num_envs=args.prompts * args.n, split="test")
@@ -133,10 +146,11 @@ def main() -> None:
         r = json.loads(lines[0][7:])
         rows.append([r["model"], f"{r['parameters']:,}", f"{r['hf_tokens_per_s']:,.0f}", f"{r['vllm_tokens_per_s']:,.0f}",
                      f"{r['vllm_over_hf']:.2f}x", f"{r['raw_vllm_tokens_per_s']:,.0f}",
-                     f"{r['vllm_tokens_per_s'] / r['raw_vllm_tokens_per_s']:.0%}", f"{r['rollout_overhead']:+.1%}", f"{r['sync_s']:.3f}", f"{r['vllm_start_s']:.0f}"])
+                     f"{r['vllm_tokens_per_s'] / r['raw_vllm_tokens_per_s']:.0%}", f"{r['raw_nologprobs_tokens_per_s']:,.0f}",
+                     f"{r['rollout_overhead']:+.1%}", f"{r['sync_s']:.3f}", f"{r['vllm_start_s']:.0f}"])
     print(f"{args.prompts} prompts x n={args.n}, temperature 1, max_tokens {args.max_tokens}, median of {args.repeats}")
     print(tabulate(rows, headers=["model", "params", "HF tok/s", "vLLM tok/s", "vLLM/HF", "raw vLLM tok/s",
-                                  "lmgym/raw", "rollout overhead",
+                                  "lmgym/raw", "raw, no log-probs", "rollout overhead",
                                   "weight sync s", "engine start s"]))
 
 

@@ -139,3 +139,34 @@ def test_every_agent_updates_on_a_bpe_model(name, bpe_model_dir):
                 test=False)
     changed = sum(int((before[k] != v).any()) for k, v in agent.policy.state_dict().items())
     assert agent.optimizer_steps > 0 and changed > 0 and agent.trained_tokens > 0
+
+
+@pytest.mark.vllm
+def test_vllm_and_hf_agree_on_a_bpe_model(bpe_model_dir, tokenizer):
+    """The real vLLM engine on the BPE model: the same prompt ids as HF (suffix joined by ids),
+    greedy ids equal to HF's, sampled log-probs equal to HF's recomputed ones, stop strings cut."""
+    pytest.importorskip("vllm")
+    import torch
+
+    from agents.core import score_logprobs
+    from lmgym.generation.vllm import VLLMGenerator
+
+    hf = HFGenerator(bpe_model_dir, device="cpu")
+    vllm = VLLMGenerator(bpe_model_dir, dtype="float32", seed=0)
+    prompts = [SEAM_PROMPT, "3+4=", "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"]
+    try:
+        greedy_v = vllm.generate(prompts, suffix="G ", temperature=0, max_tokens=12)
+        greedy_h = hf.generate(prompts, suffix="G ", temperature=0, max_tokens=12)
+        assert [g.prompt_token_ids for g in greedy_v] == [g.prompt_token_ids for g in greedy_h]
+        assert [c.token_ids for g in greedy_v for c in g.completions] == [c.token_ids for g in greedy_h for c in g.completions]
+        sampled = vllm.generate(prompts, n=3, temperature=1.0, max_tokens=12, seed=1)
+        pairs = [(g.prompt_token_ids, c) for g in sampled for c in g.completions]
+        with torch.no_grad():
+            recomputed = score_logprobs(hf.model, [p for p, _ in pairs], [c.token_ids for _, c in pairs],
+                                        tokenizer.pad_token_id)
+        worst = max((torch.tensor(c.logprobs) - r).abs().max().item() for (_, c), r in zip(pairs, recomputed))
+        assert worst < 1e-4
+        for generation in vllm.generate(prompts, n=3, temperature=1.0, max_tokens=12, stop=["4", "\n"], seed=2):
+            assert all("4" not in c.text and "\n" not in c.text for c in generation.completions)
+    finally:
+        vllm.close()

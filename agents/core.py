@@ -178,7 +178,7 @@ class AgentConfig:
     micro_batch_tokens: int = 0  # > 0: micro-batches of at most this many (padded) tokens, gradients accumulated (below)
     lora_rank: int = 0  # > 0: train LoRA adapters of this rank (peft); the reference is the base with adapters off, not a copy
     lora_alpha: float = 16.0  # LoRA scaling numerator (the update is alpha / rank * B A)
-    lora_dropout: float = 0.0
+    lora_dropout: float = 0.0  # dropout on the adapters' input (the replayed micro-batches draw the same masks)
     lora_target_modules: str = "all-linear"  # peft target_modules: "all-linear" or a comma list (q_proj,v_proj)
     bf16: bool = False  # bfloat16 autocast of forward passes; weights, gradients and optimizer states stay float32
     gradient_checkpointing: bool = False  # recompute activations in the backward pass instead of storing them

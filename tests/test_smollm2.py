@@ -88,7 +88,7 @@ def test_vllm_and_hf_agree_on_the_real_model(smollm2, tokenizer):
         with torch.no_grad():
             recomputed = score_logprobs(hf.model, [p for p, _ in pairs], [c.token_ids for _, c in pairs], tokenizer.pad_token_id)
         worst = max((torch.tensor(c.logprobs) - r).abs().max().item() for (_, c), r in zip(pairs, recomputed))
-        assert worst < 2e-3  # float32 on both sides, different kernels (measured: README)
+        assert worst < 2e-3  # float32 on both sides, different kernels over 30 layers (the tiny models meet 1e-4)
         greedy_v = [c.token_ids for g in vllm.generate(prompts, temperature=0, max_tokens=16) for c in g.completions]
         greedy_h = [c.token_ids for g in hf.generate(prompts, temperature=0, max_tokens=16) for c in g.completions]
         assert sum(a == b for a, b in zip(greedy_v, greedy_h)) >= 3  # near-ties may flip one
@@ -96,13 +96,20 @@ def test_vllm_and_hf_agree_on_the_real_model(smollm2, tokenizer):
         vllm.close()
 
 
+def odd_length(prompts, completions):
+    """A proxy reward with variance inside every group (SmolLM2's completions nearly all hold a
+    digit), so that every agent's update has a signal on a few samples."""
+    return [float(len(completion) % 2) for completion in completions]
+
+
 @pytest.mark.parametrize("name", ["grpo", "rloo", "ppo", "exit", "rcrl", "copg", "dpo", "joint", "sft"])
 def test_every_agent_updates_the_real_model(name, smollm2):
     agent_class = load_agent(name)
-    agent = agent_class(agent_class.Config(model=smollm2, prompts_per_iteration=2, samples_per_prompt=2, eval_problems=2,
+    agent = agent_class(agent_class.Config(model=smollm2, prompts_per_iteration=2, samples_per_prompt=4, eval_problems=2,
                                            eval_k=1, test_problems=2, max_new_tokens=8, eval_every=0, lora_rank=8,
                                            lr=1e-3))
-    agent.learn("lmgym/Arithmetic-v0", Budget(max_samples=8), env_kwargs={"digits": 1, "reward_fn": "tests.test_bpe:has_a_digit"},
+    agent.learn("lmgym/Arithmetic-v0", Budget(max_samples=16), env_kwargs={"digits": 1, "operators": "+", "steps": [2, 3], "validation_size": 20,
+                                                          "test_size": 20, "reward_fn": "tests.test_smollm2:odd_length"},
                 progress=False, test=False)
     assert agent.optimizer_steps > 0
     moved = max(p.abs().max().item() for n, p in agent.policy.named_parameters() if "lora_B" in n)

@@ -111,21 +111,6 @@ def interval(values: np.ndarray) -> tuple[Interval, str]:
     return bootstrap_interval(values), "bootstrap"
 
 
-def _rollouts(envs, generator, total: int, k: int, batch: int, bar, seed: int, **sampling) -> list:
-    """Every problem ``0..total-1``, ``k`` samples each, ``batch`` problems per generator call."""
-    from lmgym.rollout import rollout
-
-    samples = []
-    for first in range(0, total, batch):
-        indices = range(first, min(first + batch, total))
-        out = rollout(envs, generator, k, indices=indices, seed=seed, **sampling)
-        for sample in out.samples:
-            sample.group += first
-        samples += out.samples
-        bar.update(len(indices))
-    return samples
-
-
 def evaluate_model(config: EvalConfig, progress: bool = True, generator=None) -> dict:
     """Evaluate ``config.model`` (see the module docstring); writes and returns the result."""
     import gymnasium as gym
@@ -137,6 +122,7 @@ def evaluate_model(config: EvalConfig, progress: bool = True, generator=None) ->
     from lmgym.hub import resolve
     from lmgym.io import weights_hash, write_json_atomic
     from lmgym.metrics import maj_at_k, pass_at_k
+    from lmgym.rollout import evaluate
 
     if config.k < 1:
         raise ValueError(f"k must be >= 1, got {config.k}")
@@ -176,8 +162,8 @@ def evaluate_model(config: EvalConfig, progress: bool = True, generator=None) ->
             envs = gym.make_vec(config.env, num_envs=batch * k, split=config.split, **env_kwargs)
             with tqdm(total=total, desc=f"eval {label} {config.env} {config.split}" + (f" k={k}" if k > 1 else ""),
                       unit="problem", disable=not progress) as bar:
-                samples = _rollouts(envs, generator, total, k, batch, bar, config.seed, max_tokens=max_tokens,
-                                    stop=stop or None, **sampling)
+                samples = evaluate(envs, generator, problems=total, k=k, seed=config.seed, progress=bar.update,
+                                   max_tokens=max_tokens, stop=stop or None, **sampling).samples
             envs.close()
             generated += sum(len(s.token_ids) for s in samples)
             truth = np.array([s.info.get("ground_truth", s.reward) for s in samples], dtype=np.float64).reshape(total, k)

@@ -290,10 +290,12 @@ def evaluate(
     prefix: str = "",
     suffix: str = "",
     seed: int | None = None,
+    progress: Callable[[int], Any] | None = None,
     **sampling: Any,
 ) -> RolloutBatch:
     """The first ``problems`` problems of ``envs``' split (all by default), ``k`` completions
-    each: :func:`rollout` over them in order, ``envs.num_envs // k`` problems at a time.
+    each: :func:`rollout` over them in order, ``envs.num_envs // k`` problems at a time
+    (``progress(n)`` after each chunk of ``n`` problems, e.g. a tqdm bar's ``update``).
     Greedy (``temperature=0``) unless ``sampling`` says otherwise. Sample groups are problems."""
     vec = envs.unwrapped
     if not isinstance(vec, LMVectorEnv):
@@ -312,6 +314,8 @@ def evaluate(
             sample.group += first
         samples += batch.samples
         queries += batch.num_queries
+        if progress is not None:
+            progress(batch.num_prompts)
     return RolloutBatch(samples, total, k, num_queries=queries)
 
 

@@ -25,7 +25,7 @@ def smollm2():
     from lmgym.io import weights_hash
 
     path = resolve("smollm2-135m", progress=False)
-    assert weights_hash(path) == NAMED["smollm2-135m"].weights_sha256  # the same weights on every machine
+    assert weights_hash(path) == NAMED["smollm2-135m"].weights_sha256  # the reference build's weights
     return path
 
 

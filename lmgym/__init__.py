@@ -30,8 +30,12 @@ TASKS: dict[str, dict] = {
     "lmgym/MBPP-v0": {"task": "lmgym.envs.code:MBPPTask"},
     "lmgym/HumanEval-Feedback-v0": {"task": "lmgym.envs.code:HumanEvalTask", "max_turns": 3},
     "lmgym/MBPP-Feedback-v0": {"task": "lmgym.envs.code:MBPPTask", "max_turns": 3},
+    "lmgym/TinyCode-v0": {"task": "lmgym.envs.code:TinyCodeTask"},
     "lmgym/Bandit-v0": {"task": "lmgym.envs.bandit:BanditTask"},
     "lmgym/KeyFacts-v0": {"task": "lmgym.envs.summarization:KeyFactsTask"},
+    # trained on lmgym's shipped learned reward model, evaluated (ground truth) by the exact key facts
+    "lmgym/KeyFacts-RM-v0": {"task": "lmgym.envs.summarization:KeyFactsTask", "judge": "reward_model",
+                             "reward_model": "keyfacts-rm"},
     "lmgym/TLDR-Entailment-v0": {"task": "lmgym.envs.summarization:TLDRTask"},
     "lmgym/TLDR-RM-v0": {"task": "lmgym.envs.summarization:TLDRTask", "judge": "reward_model",
                           "ground_truth": "entailment"},

@@ -355,3 +355,187 @@ def _load_mbpp(data_dir, data_files) -> list[dict]:
     if files is not None:
         return read_jsonl(files["all"], required={"task_id", "text", "code", "test_list"})
     return load_hub_rows("mbpp", "google-research-datasets/mbpp", "full")
+
+
+# --- TinyCode: a procedural, offline code task -----------------------------------------------
+
+# Operations on an integer: (description, python operator, precedence, function). Precedence
+# decides where the reference solution needs parentheses (+ - 1, * // % 2, ** 3).
+_INT_OPS = {
+    "add": ("add {k}", "+", 1, lambda x, k: x + k),
+    "subtract": ("subtract {k}", "-", 1, lambda x, k: x - k),
+    "multiply": ("multiply by {k}", "*", 2, lambda x, k: x * k),
+    "floordiv": ("divide by {k} rounding down", "//", 2, lambda x, k: x // k),
+    "mod": ("take the remainder after dividing by {k}", "%", 2, lambda x, k: x % k),
+    "square": ("square it", "**", 3, lambda x, k: x**2),
+}
+_FILTERS = {  # description, condition, predicate
+    "all": ("", "", lambda v, k: True),
+    "greater": (" that are greater than {k}", " if v > {k}", lambda v, k: v > k),
+    "less": (" that are less than {k}", " if v < {k}", lambda v, k: v < k),
+    "even": (" that are even", " if v % 2 == 0", lambda v, k: v % 2 == 0),
+    "odd": (" that are odd", " if v % 2 == 1", lambda v, k: v % 2 == 1),
+}
+_MAPS = {  # description, expression, function
+    "same": ("", "v", lambda v, k: v),
+    "times": (", each multiplied by {k}", "v * {k}", lambda v, k: v * k),
+    "plus": (", each plus {k}", "v + {k}", lambda v, k: v + k),
+}
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+_NAMES = ("f", "g", "h", "calc", "compute", "solve", "apply", "convert", "change", "transform", "make", "get", "run",
+          "step", "work", "value")
+
+
+class TinyCodeTask(CodeTask):
+    """Short Python functions described in words, checked by unit tests in the sandbox: the
+    code family at the scale a CPU trains (``lmgym/TinyCode-v0``).
+
+    Three kinds of function of one argument, named at random from 16 names (``f``, ``calc``,
+    ``transform``, ...):
+
+    - ``int``: ``f(x)`` applies ``steps`` operations in order (add, subtract, multiply by,
+      divide rounding down, remainder, square), e.g. "add 3, then multiply by 4" ->
+      ``return (x + 3) * 4``;
+    - ``list``: ``f(xs)`` returns the sum, the count or the list of the elements that pass a
+      filter (greater/less than k, even, odd, all), each optionally mapped (times k, plus k),
+      e.g. ``return sum(v * 2 for v in xs if v > 3)``;
+    - ``str``: ``f(s)`` reverses, upper-cases, repeats, slices, counts or replaces letters.
+
+    The prompt is a comment line with the description (``# f(x): add 3, then multiply by 4``)
+    and the reference solution is the function (``def f(x):\\n    return (x + 3) * 4``). Each
+    problem has ``tests`` (default 4) asserts on fixed inputs drawn with the problem; their
+    expected values are computed by lmgym from the description, never by running code, and the
+    program is judged by the sandbox as any code task (it never sees an expected value).
+
+    Splits as the other procedural tasks: problem ``i`` of train is generated from ``i``, and a
+    stable hash of the prompt holds one description in ten out, halved into ``validation`` and
+    ``test``, so no description is in two splits. Unlike Arithmetic, a held-out split may repeat
+    a description (with other test inputs): the descriptions are few enough (a few thousand)
+    that de-duplicating would skew the held-out splits towards the kind with the most of them.
+
+    Args:
+        kinds: which kinds of function, any of ``("int", "list", "str")``.
+        steps: operations per ``int`` function: an int or an inclusive ``(min, max)`` range.
+        tests: asserts per problem.
+        test_size, validation_size: problems in the held-out splits.
+        **kwargs: see :class:`CodeTask` (``reward="dense"``: the share of tests passed).
+    """
+
+    name = "TinyCode"
+    plain_template = "{question}\n"
+    chat_instruction = "Write the Python function. Reply with the complete code in one ```python code block."
+    TRAIN_SIZE = 2**31 - 1
+    KINDS = ("int", "list", "str")
+
+    def __init__(self, kinds: Sequence[str] = KINDS, steps: int | tuple[int, int] = (1, 2), tests: int = 4,
+                 test_size: int = 500, validation_size: int = 500, timeout: float = 2.0, **kwargs):
+        super().__init__(timeout=timeout, **kwargs)
+        from lmgym.envs.math import _inclusive_range
+
+        kinds = tuple(dict.fromkeys(kinds))
+        if not kinds or set(kinds) - set(self.KINDS):
+            raise ValueError(f"kinds must be a non-empty subset of {self.KINDS}, got {kinds!r}")
+        if tests < 1 or test_size < 1 or validation_size < 1:
+            raise ValueError("tests, test_size and validation_size must be >= 1")
+        self.kinds, self.steps, self.num_tests = kinds, _inclusive_range("steps", steps, low=1, high=4), tests
+        self.sizes = {"test": test_size, "validation": validation_size}
+        self._held_out: dict[str, list[dict]] = {}
+
+    def num_problems(self, split: str) -> int:
+        self.check_split(split)
+        return self.sizes.get(split, self.TRAIN_SIZE)
+
+    def problem(self, split: str, index: int) -> Problem:
+        import random
+
+        from lmgym.data import held_out_split
+
+        self.check_split(split)
+        if split in self.sizes:
+            if split not in self._held_out:  # repeats allowed: the held-out problems follow train's distribution
+                records, attempt = [], 0
+                while len(records) < self.sizes[split]:
+                    record = self._generate(random.Random(f"{split}:{attempt}"))
+                    attempt += 1
+                    if held_out_split(record["question"]) == split:
+                        records.append(record)
+                self._held_out[split] = records
+            record = self._held_out[split][index]
+        else:
+            attempt = 0
+            while True:  # the train stream skips problems that are held out
+                record = self._generate(random.Random(f"train:{index}:{attempt}"))
+                if held_out_split(record["question"]) == "train":
+                    break
+                attempt += 1
+        return Problem(index=index, question=record["question"], answer=record["solution"], solution=record["solution"],
+                       meta={"entry_point": record["name"], "setup": "", "tests": record["tests"], "kind": record["kind"]})
+
+    def format_exemplar(self, problem: Problem) -> str:
+        return f"{problem.question}\n{problem.solution}"
+
+    # generation ------------------------------------------------------------------------------
+
+    def _generate(self, rng) -> dict:
+        kind, name = rng.choice(self.kinds), rng.choice(_NAMES)
+        signature, description, body, function, inputs = getattr(self, f"_{kind}_function")(rng)
+        tests = [f"assert {name}({value!r}) == {function(value)!r}" for value in inputs]
+        return {"kind": kind, "name": name, "question": f"# {name}({signature}): {description}",
+                "solution": f"def {name}({signature}):\n    return {body}", "tests": tests}
+
+    def _int_function(self, rng):
+        expression, precedence, parts, chain = "x", 4, [], []
+        for _ in range(rng.randint(*self.steps)):
+            name = rng.choice([n for n in _INT_OPS if not (n == "square" and "square" in (c[0] for c in chain))])
+            words, symbol, op_precedence, fn = _INT_OPS[name]
+            k = rng.randint(2, 19)
+            parts.append(words.format(k=k))
+            left = f"({expression})" if precedence < op_precedence or (name == "square" and precedence < 4) else expression
+            expression = f"{left} ** 2" if name == "square" else f"{left} {symbol} {k}"
+            precedence = op_precedence
+            chain.append((name, fn, k))
+
+        def function(x):
+            for _, fn, k in chain:
+                x = fn(x, k)
+            return x
+
+        inputs = [rng.randint(-20, 50) for _ in range(self.num_tests)]
+        return "x", ", then ".join(parts), expression, function, inputs
+
+    def _list_function(self, rng):
+        aggregate = rng.choice(["sum", "count", "list"])
+        filter_name = rng.choice(list(_FILTERS))
+        map_name = "same" if aggregate == "count" else rng.choice(list(_MAPS))
+        kf, km = rng.randint(0, 19), rng.randint(2, 9)
+        filter_words, condition, predicate = _FILTERS[filter_name]
+        map_words, mapped, map_fn = _MAPS[map_name]
+        condition, mapped = condition.format(k=kf), mapped.format(k=km)
+        what = {"sum": "the sum of", "count": "the number of", "list": "the list of"}[aggregate]
+        description = f"return {what} the elements of xs{filter_words.format(k=kf)}{map_words.format(k=km)}"
+        body = {"sum": f"sum({mapped} for v in xs{condition})", "count": f"len([v for v in xs{condition}])",
+                "list": f"[{mapped} for v in xs{condition}]"}[aggregate]
+
+        def function(xs):
+            kept = [map_fn(v, km) for v in xs if predicate(v, kf)]
+            return {"sum": sum(kept), "count": len(kept), "list": kept}[aggregate]
+
+        inputs = [[rng.randint(0, 20) for _ in range(rng.randint(0, 6))] for _ in range(self.num_tests)]
+        return "xs", description, body, function, inputs
+
+    def _str_function(self, rng):
+        k, a, b = rng.randint(2, 5), rng.choice(_LETTERS), rng.choice(_LETTERS)
+        while b == a:
+            b = rng.choice(_LETTERS)
+        description, body, function = rng.choice([
+            ("return s reversed", "s[::-1]", lambda s: s[::-1]),
+            ("return s in upper case", "s.upper()", lambda s: s.upper()),
+            (f"return s repeated {k} times", f"s * {k}", lambda s: s * k),
+            (f"return the first {k} characters of s", f"s[:{k}]", lambda s: s[:k]),
+            (f"return the last {k} characters of s", f"s[-{k}:]", lambda s: s[-k:]),
+            (f"return the number of times {a!r} occurs in s", f"s.count({a!r})", lambda s: s.count(a)),
+            (f"return s with every {a!r} replaced by {b!r}", f"s.replace({a!r}, {b!r})", lambda s: s.replace(a, b)),
+        ])
+        letters = _LETTERS[:6] + a  # a small alphabet, so that counts and replacements are not all 0
+        inputs = ["".join(rng.choice(letters) for _ in range(rng.randint(1, 8))) for _ in range(self.num_tests)]
+        return "s", description, body, function, inputs

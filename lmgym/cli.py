@@ -44,10 +44,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     import json
     import shutil
 
-    from lmgym.pretrain import PretrainConfig, cache_dir, default_model
+    from lmgym.pretrain import FAMILY_CONFIGS, cache_dir, default_model
 
     overrides = {k: v for k, v in {"steps": args.steps, "size": args.size, "seed": args.seed}.items() if v is not None}
-    config = dataclasses.replace(PretrainConfig(), **overrides)
+    config = dataclasses.replace(FAMILY_CONFIGS[args.task], **overrides)
     target = cache_dir() / "models" / config.name
     if args.force and target.exists():
         shutil.rmtree(target)
@@ -122,6 +122,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.help_agent:
         return cmd_agents(argparse.Namespace(name=args.help_agent))
 
+    if args.suite:
+        from lmgym.suite import SUITES, describe, run_suite
+
+        clashing = [flag for flag in ("env", "samples", "tokens", "trained_tokens", "model", "config", "eval_problems",
+                                      "test_problems", "ray") if getattr(args, flag) is not None]
+        if clashing:
+            raise ValueError(f"--suite sets each env's model, budget and evaluation; drop {clashing}")
+        out = args.out or f"runs/suite-{args.suite}"
+        agents, seeds = args.agent, args.seeds if args.seeds is not None else [0, 1, 2]
+        n_agents = len(agents or []) or 10
+        print(f"suite {args.suite!r}: {n_agents} agents x {len(SUITES[args.suite])} envs x {len(seeds)} seeds "
+              f"(README.md states the measured time; finished cells are skipped, interrupted ones resume)\n"
+              f"{describe(args.suite)}\n", flush=True)
+        run_suite(args.suite, out=out, agents=agents, seeds=seeds, progress=not args.quiet)
+        print(f"\nresults, curves and the suite summary in {out}/")
+        return 0
     config = config_from_args(args)
     results = run_bench(config, progress=not args.quiet)
     print(summary_table(results))
@@ -203,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     envs = commands.add_parser("envs", help="list the registered environments")
     envs.set_defaults(func=cmd_envs)
-    pretrain = commands.add_parser("pretrain", help="pretrain a new tiny model on Arithmetic (cached; the default one ships)")
+    pretrain = commands.add_parser("pretrain", help="pretrain a new tiny model (cached; the calibrated ones ship)")
+    pretrain.add_argument("--task", default="arithmetic", choices=["arithmetic", "tinycode", "keyfacts", "bandit"],
+                          help="the task family, with the PretrainConfig its shipped model was built from")
     pretrain.add_argument("--steps", type=int, help="optimizer steps (default: the calibrated default)")
     pretrain.add_argument("--size", choices=["tiny", "small"], help="model shape (default: tiny)")
     pretrain.add_argument("--seed", type=int)
@@ -234,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(func=cmd_models)
     bench = commands.add_parser("bench", help="benchmark agents x envs x seeds under one budget")
     bench.add_argument("--config", help="a TOML or YAML file with BenchConfig keys (flags override it)")
+    bench.add_argument("--suite", choices=["cpu"], help="run a suite: every env of it with its own shipped model and "
+                       "budget, and the suite-level score (lmgym.suite; default seeds 0 1 2, out runs/suite-<name>)")
     bench.add_argument("--env", nargs="+", help="env ids (default lmgym/Arithmetic-v0)")
     bench.add_argument("--agent", nargs="+", help="agent names or module:Class (default: every built-in agent)")
     bench.add_argument("--seeds", nargs="+", type=int)

@@ -155,10 +155,10 @@ def resolve(model: str | os.PathLike, progress: bool = True) -> str:
     """What ``from_pretrained`` should load for ``model``: the default model's folder, a named
     model's cached folder, or ``model`` itself (a local folder or a hub id)."""
     text = str(model)
-    if text == "default":
-        from lmgym.pretrain import default_model
+    from lmgym.pretrain import SHIPPED, shipped_model
 
-        return str(default_model())
+    if text in SHIPPED:  # "default" and the other tiny models that ship with lmgym
+        return str(shipped_model(text))
     if text in NAMED:
         return str(named_model(text, progress=progress))
     return text

@@ -34,11 +34,24 @@ from pathlib import Path
 
 from lmgym.io import atomic_dir
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_MODEL_SHA256", "PretrainConfig", "cache_dir", "default_model", "evaluate_greedy",
-           "model_path", "pretrain"]
+__all__ = ["DEFAULT_MODEL", "DEFAULT_MODEL_SHA256", "SHIPPED", "ENV_MODELS", "PretrainConfig", "cache_dir",
+           "default_model", "env_model", "evaluate_greedy", "model_path", "pretrain", "shipped_model"]
 
-DEFAULT_MODEL = Path(__file__).with_name("assets") / "arithmetic-tiny"
+ASSETS = Path(__file__).with_name("assets")
+DEFAULT_MODEL = ASSETS / "arithmetic-tiny"
 DEFAULT_MODEL_SHA256 = "3c2dde7a10dc41827bcdc321e1acd7f6892c42a89df7542510093b06113a5546"
+
+# The tiny models that ship with the package, one per task family of the CPU suite: name ->
+# (folder under lmgym/assets, SHA-256 of its weights). Each is a fixed artifact for the same
+# reason as the default (pretraining is not bit-reproducible across CPUs); its
+# lmgym_pretrain.json records the PretrainConfig it was built from and its measured accuracy.
+SHIPPED = {
+    "default": ("arithmetic-tiny", DEFAULT_MODEL_SHA256),
+    "arithmetic-tiny": ("arithmetic-tiny", DEFAULT_MODEL_SHA256),
+    "tinycode-tiny": ("tinycode-tiny", "378d7faf30b8f6058c4c900124f07af653b0f04bab6554dfe357cda0dfd9225b"),
+}
+# The shipped model each env of the CPU suite starts from (`lmgym bench --suite cpu`).
+ENV_MODELS = {"lmgym/Arithmetic-v0": "default", "lmgym/TinyCode-v0": "tinycode-tiny"}
 
 
 @dataclass(frozen=True)
@@ -55,14 +68,29 @@ class PretrainConfig:
     seed: int = 0
     eval_problems: int = 500  # greedy accuracy on the first problems of the validation split
     tag_rate: float = 0.5  # share of examples with a random tag between prompt and solution (0: none)
+    eval_max_tokens: int = 32  # new tokens in the final greedy evaluation (code needs more than arithmetic)
 
     def fingerprint(self) -> str:
-        payload = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        fields = dataclasses.asdict(self)
+        if fields["eval_max_tokens"] == 32:  # added later: configs that leave it keep their old names
+            del fields["eval_max_tokens"]
+        payload = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
     @property
     def name(self) -> str:
         return f"{self.task.rsplit(':', 1)[1].removesuffix('Task').lower()}-{self.size}-{self.fingerprint()}"
+
+
+# The PretrainConfig of each shipped family model (``lmgym pretrain --task NAME`` rebuilds it into
+# the cache; on another CPU it may come out with other weights, hence the shipped artifacts).
+# Steps were chosen on the validation split so that greedy accuracy lands in a band with room
+# for RL (each model's lmgym_pretrain.json records the steps tried and what they scored).
+FAMILY_CONFIGS = {
+    "arithmetic": PretrainConfig(),
+    "tinycode": PretrainConfig(task="lmgym.envs.code:TinyCodeTask", steps=450, batch_size=64, warmup_steps=30,
+                               eval_problems=300, eval_max_tokens=96),
+}
 
 
 def cache_dir() -> Path:
@@ -73,17 +101,32 @@ def default_model(config: PretrainConfig | None = None, progress: bool = True) -
     """The shipped default model (``config`` None), after checking its SHA-256; or the cached
     pretrained model for ``config``, pretraining it if needed."""
     if config is None:
-        from lmgym.io import weights_hash
-
-        found = weights_hash(str(DEFAULT_MODEL))
-        if found != DEFAULT_MODEL_SHA256:
-            raise RuntimeError(f"the shipped default model at {DEFAULT_MODEL} has SHA-256 {found}, not "
-                               f"{DEFAULT_MODEL_SHA256}: reinstall lmgym (git LFS or a partial copy?)")
-        return DEFAULT_MODEL
+        return shipped_model("default")
     path = cache_dir() / "models" / config.name
     if (path / "lmgym_pretrain.json").is_file():
         return path
     return pretrain(config, path, progress=progress)
+
+
+def shipped_model(name: str) -> Path:
+    """The folder of the shipped tiny model ``name`` (a key of :data:`SHIPPED`), after checking
+    its SHA-256."""
+    from lmgym.io import weights_hash
+
+    if name not in SHIPPED:
+        raise KeyError(f"no shipped model {name!r}; shipped: {sorted(SHIPPED)}")
+    folder, expected = SHIPPED[name]
+    path = ASSETS / folder
+    found = weights_hash(str(path))
+    if found != expected:
+        raise RuntimeError(f"the shipped model at {path} has SHA-256 {found}, not {expected}: reinstall lmgym "
+                           "(git LFS or a partial copy?)")
+    return path
+
+
+def env_model(env_id: str) -> str:
+    """The shipped model an env's CPU benchmarks start from (``"default"`` when none is set)."""
+    return ENV_MODELS.get(env_id, "default")
 
 
 def model_path(model: str) -> str:
@@ -165,9 +208,9 @@ def pretrain(config: PretrainConfig, out_dir: str | os.PathLike, progress: bool 
     bar = tqdm(range(config.steps), desc=f"pretrain {config.name}", disable=not progress)
     for step in bar:
         problems = [task.problem("train", rng.randrange(num_train)) for _ in range(config.batch_size)]
-        input_ids, attention_mask, labels = _batch(
-            tokenizer, [prompt_for(p) + tag() for p in problems], [p.solution for p in problems]
-        )
+        solutions = [task.pretrain_solution(p, rng) for p in problems] if hasattr(task, "pretrain_solution") else [
+            p.solution for p in problems]
+        input_ids, attention_mask, labels = _batch(tokenizer, [prompt_for(p) + tag() for p in problems], solutions)
         loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -177,7 +220,7 @@ def pretrain(config: PretrainConfig, out_dir: str | os.PathLike, progress: bool 
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     train_seconds = time.perf_counter() - start
-    accuracy = evaluate_greedy(model, tokenizer, task, "validation", config.eval_problems)
+    accuracy = evaluate_greedy(model, tokenizer, task, "validation", config.eval_problems, config.eval_max_tokens)
 
     try:
         with atomic_dir(out_dir, overwrite=False) as staging:

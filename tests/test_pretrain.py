@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -74,3 +75,26 @@ def test_default_model_reaches_40_percent_but_not_near_100(tmp_path):
     path = pretrain(PretrainConfig(), tmp_path / "default", progress=False)
     meta = json.loads((path / "lmgym_pretrain.json").read_text())
     assert 0.40 <= meta["validation_accuracy"] <= 0.85
+
+
+@pytest.mark.parametrize("name", ["tinycode-tiny", "keyfacts-tiny", "bandit-tiny"])
+def test_each_shipped_family_model_scores_what_its_record_says(name):
+    """The shipped tiny model of each suite family: its SHA-256 is checked on use, and greedy on
+    the validation problems it was calibrated on it scores what its lmgym_pretrain.json says
+    (the band a task needs: decent, with room for RL)."""
+    from lmgym.core import load_object
+    from lmgym.pretrain import FAMILY_CONFIGS, SHIPPED, evaluate_greedy, shipped_model
+
+    path = shipped_model(name)
+    meta = json.loads((path / "lmgym_pretrain.json").read_text())
+    family = name.removesuffix("-tiny")
+    assert meta["config"] == dataclasses.asdict(FAMILY_CONFIGS[family]) and meta["sha256"] == SHIPPED[name][1]
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config = FAMILY_CONFIGS[family]
+    task = load_object(config.task)(**config.task_kwargs)
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    score = evaluate_greedy(model, tokenizer, task, "validation", config.eval_problems, config.eval_max_tokens)
+    assert score == pytest.approx(meta["validation_accuracy"], abs=0.02)
+    low, high = meta["calibration"]["band"]
+    assert low <= score <= high

@@ -65,6 +65,13 @@ class BanditTask(Task):
         best = self.arms[int(np.argmax(self.rewards))]
         self._problem = Problem(index=0, question=f"Choose an arm: {names}.\nArm:", answer=best, solution=" " + best)
 
+    def pretrain_solution(self, problem: Problem, rng) -> str:
+        """What lmgym's tiny bandit model is pretrained to answer (``rng``: a ``random.Random``):
+        an arm drawn from the paper's first behaviour policy (0.1, 0.2, 0.7), so the shipped
+        model starts far from pi* and its greedy choice is the worst arm."""
+        weights = PAPER_BEHAVIOUR[0] if len(self.arms) == 3 else self.reference
+        return " " + rng.choices(self.arms, weights=weights)[0]
+
     @property
     def best_reward(self) -> float:
         return float(self.rewards.max())

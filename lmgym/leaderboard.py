@@ -38,7 +38,26 @@ TRACKS = {
     "cpu-20k": {"samples": 20_000, "trained_tokens": 150_000},
     "100k": {"samples": 100_000, "trained_tokens": None},
     "1m": {"samples": 1_000_000, "trained_tokens": None},
+    # `lmgym bench --suite cpu`: each env's own budget (lmgym.suite.SUITES["cpu"]); only its envs
+    "cpu-suite": {"suite": "cpu"},
 }
+
+
+def track_limits(track: str, env_id: str) -> dict:
+    """``{"samples": ..., "trained_tokens": ...}`` that a result on ``env_id`` may spend on
+    ``track``; a suite track has one budget per env and takes only its envs."""
+    if track not in TRACKS:
+        raise ValueError(f"unknown track {track!r}: choose one of {sorted(TRACKS)}")
+    limits = TRACKS[track]
+    if "suite" not in limits:
+        return limits
+    from lmgym.suite import SUITES
+
+    for suite_env in SUITES[limits["suite"]]:
+        if suite_env.env == env_id:
+            return {"samples": suite_env.samples, "trained_tokens": suite_env.trained_tokens,
+                    "env_kwargs": suite_env.env_kwargs, "model": suite_env.model}
+    raise ValueError(f"track {track!r} is suite {limits['suite']!r}, which has no env {env_id!r}")
 DEFAULT_ROOT = Path("leaderboard")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -78,7 +97,16 @@ def submit(file: str | os.PathLike, track: str, root: str | os.PathLike = DEFAUL
     env_id = result["env"]["id"]
     if env_id not in gym.registry:
         raise ValueError(f"unknown env id {env_id!r}: not registered by this lmgym")
-    limits = TRACKS[track]
+    limits = track_limits(track, env_id)
+    if "env_kwargs" in limits and result["env"]["kwargs"] != limits["env_kwargs"]:
+        raise ValueError(f"track {track!r} runs {env_id} with kwargs {limits['env_kwargs']}, not {result['env']['kwargs']}")
+    if "model" in limits:  # a suite track: every agent starts from the env's shipped model
+        from lmgym.pretrain import SHIPPED
+
+        expected = SHIPPED[limits["model"]][1]
+        if result["model"]["weights_sha256"] != expected:
+            raise ValueError(f"track {track!r} starts {env_id} from the shipped model {limits['model']!r} "
+                             f"(SHA-256 {expected[:12]}…), not weights {str(result['model']['weights_sha256'])[:12]}…")
     if result["budget"]["samples"] > limits["samples"] or result["budget"]["max_samples"] > limits["samples"]:
         raise ValueError(f"budget {result['budget']['max_samples']} samples exceeds track {track!r} ({limits['samples']})")
     cap = limits["trained_tokens"]
@@ -119,16 +147,60 @@ def render(root: str | os.PathLike = DEFAULT_ROOT) -> Path:
         for row in rows:
             mine = [r for r in runs if r["agent"]["name"] == row["agent"]]
             row["verified"] = f"{sum(bool(r.get('verified')) for r in mine)}/{len(mine)}"
-        limits = TRACKS[track]
+        limits = track_limits(track, env_id)
         cap = f", ≤ {limits['trained_tokens']:,} trained tokens" if limits["trained_tokens"] else ""
+        shown = [{key: _markdown_cell(value) for key, value in row.items()} for row in rows]
         lines += [f"## {env_id} — track `{track}` (≤ {limits['samples']:,} samples{cap})", "",
-                  tabulate(rows, headers="keys", tablefmt="github"), "",
+                  tabulate(shown, headers="keys", tablefmt="github"), "",
                   f"![{env_id} {track}]({env_id.replace('/', '__')}__{track}.png)", ""]
         _plot(root / f"{env_id.replace('/', '__')}__{track}.png", env_id, track, runs, [row["agent"] for row in rows])
+    suites = suite_sections(groups)
+    for suite in suites:
+        lines[6:6] = [f"## Suite `{suite['name']}`", "", suite["markdown"], ""]
+    lines += ["The same tables as a web page (sortable, with curves and every run's config): "
+              "[site/index.html](site/index.html)", ""]
+    from lmgym.site import render_site, site_data
+
+    render_site(site_data(groups, {t: track_limits(t, e) for e, t in groups}, suites), root / "site")
     path = root / "README.md"
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines))
     return path
+
+
+def _markdown_cell(value) -> str:
+    """A table cell that cannot carry markup into the rendered README (a hostile agent name)."""
+    import html
+
+    return html.escape(str(value), quote=False).replace("|", "\\|").replace("\n", " ")
+
+
+def suite_sections(groups: dict[tuple[str, str], list[dict]]) -> list[dict]:
+    """The suite aggregate of each suite track whose envs all have entries (base included)."""
+    from lmgym.suite import SUITES, SUITE_NOTE, aggregate
+
+    out = []
+    for track, limits in TRACKS.items():
+        if "suite" not in limits:
+            continue
+        name = limits["suite"]
+        results = {e.slug: groups.get((e.env, track), []) for e in SUITES[name]}
+        if not all(any(r["agent"]["name"] == "base" for r in cells) for cells in results.values()):
+            continue
+        rows = aggregate(name, results)
+        slugs = {e.slug: e.env.removeprefix("lmgym/") for e in SUITES[name]}
+        cells = [{"rank": str(r["rank"]), "agent": r["agent"], "runs": str(r["runs"]),
+                  "IQM (95% CI)": r["IQM (95% CI)"].format(), "mean (95% CI)": r["mean (95% CI)"].format(),
+                  **{slugs[s]: f"{r[s]:+.3f}" for s in slugs}} for r in rows]
+        from tabulate import tabulate
+
+        from lmgym.site import _number
+
+        out.append({"name": name, "track": track, "note": SUITE_NOTE, "columns": list(cells[0]) if cells else [],
+                    "rows": [{"agent": c["agent"], "cells": c, "sort": {k: _number(v) for k, v in c.items()}} for c in cells],
+                    "markdown": tabulate([{k: _markdown_cell(v) for k, v in c.items()} for c in cells], headers="keys",
+                                         tablefmt="github") + "\n\n" + SUITE_NOTE})
+    return out
 
 
 def _plot(path: Path, env_id: str, track: str, runs: list[dict], agents: list[str]) -> None:

@@ -121,3 +121,35 @@ def test_shipped_entries_are_valid_and_rendered():
         assert entry["track"] == "cpu-20k" and entry["agent"]["config"]["model"] == "default"
         assert entry["model"]["weights_sha256"] == DEFAULT_MODEL_SHA256  # the shipped model: reproducible anywhere
     assert "lmgym/Arithmetic-v0" in (root / "README.md").read_text()
+
+
+def test_the_suite_track_takes_each_envs_own_budget_and_shipped_model(results, tmp_path):
+    from lmgym.pretrain import DEFAULT_MODEL_SHA256, SHIPPED
+
+    root = tmp_path / "board"
+    good = json.loads(results[0].read_text())
+    good = {**good, "env": {**good["env"], "kwargs": {}}, "model": {**good["model"], "weights_sha256": DEFAULT_MODEL_SHA256},
+            "budget": {**good["budget"], "max_trained_tokens": 75_000}}
+
+    def write(name, payload):
+        path = tmp_path / name
+        path.write_text(json.dumps(payload))
+        return path
+
+    entry = leaderboard.submit(write("ok.json", good), "cpu-suite", root)
+    assert entry.parent == root / "submissions" / "lmgym__Arithmetic-v0" / "cpu-suite"
+    before = snapshot(root)
+    code = {**good, "env": {**good["env"], "id": "lmgym/TinyCode-v0"}}
+    cases = [
+        (write("weights.json", {**good, "seed": 5, "model": {**good["model"], "weights_sha256": "0" * 64}}), "shipped model"),
+        (write("code.json", code), "shipped model 'tinycode-tiny'"),  # the Arithmetic model on the code env
+        (write("gsm.json", {**good, "env": {**good["env"], "id": "lmgym/GSM8K-v0"}}), "has no env"),
+        (write("kwargs.json", {**good, "seed": 6, "env": {**good["env"], "kwargs": {"digits": 1}}}), "with kwargs"),
+        (write("budget.json", {**good, "budget": {**good["budget"], "max_samples": 20_000}}), "exceeds track"),
+        (write("tokens.json", {**good, "budget": {**good["budget"], "max_trained_tokens": 150_000}}), "caps trained tokens"),
+    ]
+    for path, match in cases:
+        with pytest.raises(ValueError, match=match):
+            leaderboard.submit(path, "cpu-suite", root)
+        assert snapshot(root) == before
+    assert SHIPPED["tinycode-tiny"][1] != DEFAULT_MODEL_SHA256

@@ -49,9 +49,12 @@ SHIPPED = {
     "default": ("arithmetic-tiny", DEFAULT_MODEL_SHA256),
     "arithmetic-tiny": ("arithmetic-tiny", DEFAULT_MODEL_SHA256),
     "tinycode-tiny": ("tinycode-tiny", "378d7faf30b8f6058c4c900124f07af653b0f04bab6554dfe357cda0dfd9225b"),
+    "bandit-tiny": ("bandit-tiny", "bc1c02e42a6fa332dfaef7ce50fd08eea5a531cd0dee16155913536e5b0311b1"),
+    "keyfacts-tiny": ("keyfacts-tiny", "fff00ee648a23bcd2c8c7a5a3043ce36e7ac79d846ed802e86ca6c796ca3d599"),
 }
 # The shipped model each env of the CPU suite starts from (`lmgym bench --suite cpu`).
-ENV_MODELS = {"lmgym/Arithmetic-v0": "default", "lmgym/TinyCode-v0": "tinycode-tiny"}
+ENV_MODELS = {"lmgym/Arithmetic-v0": "default", "lmgym/TinyCode-v0": "tinycode-tiny", "lmgym/Bandit-v0": "bandit-tiny",
+              "lmgym/KeyFacts-v0": "keyfacts-tiny", "lmgym/KeyFacts-RM-v0": "keyfacts-tiny"}
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,12 @@ FAMILY_CONFIGS = {
     "arithmetic": PretrainConfig(),
     "tinycode": PretrainConfig(task="lmgym.envs.code:TinyCodeTask", steps=450, batch_size=64, warmup_steps=30,
                                eval_problems=300, eval_max_tokens=96),
+    # documents of 2 key facts and 1 filler: on the default 3 + 2 a tiny model needs far longer to copy facts
+    "keyfacts": PretrainConfig(task="lmgym.envs.summarization:KeyFactsTask", task_kwargs={"facts": 2, "fillers": 1},
+                               steps=530, batch_size=32, warmup_steps=30, eval_problems=300, eval_max_tokens=140),
+    # answers drawn from the CoPG paper's behaviour policy (BanditTask.pretrain_solution)
+    "bandit": PretrainConfig(task="lmgym.envs.bandit:BanditTask", steps=150, batch_size=64, warmup_steps=10,
+                             eval_problems=1, eval_max_tokens=2),
 }
 
 

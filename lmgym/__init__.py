@@ -33,9 +33,10 @@ TASKS: dict[str, dict] = {
     "lmgym/TinyCode-v0": {"task": "lmgym.envs.code:TinyCodeTask"},
     "lmgym/Bandit-v0": {"task": "lmgym.envs.bandit:BanditTask"},
     "lmgym/KeyFacts-v0": {"task": "lmgym.envs.summarization:KeyFactsTask"},
-    # trained on lmgym's shipped learned reward model, evaluated (ground truth) by the exact key facts
+    # trained on lmgym's shipped learned reward model, evaluated (ground truth) by the exact key facts;
+    # documents of 2 facts and 1 filler, as the RM's training pairs and the suite's KeyFacts
     "lmgym/KeyFacts-RM-v0": {"task": "lmgym.envs.summarization:KeyFactsTask", "judge": "reward_model",
-                             "reward_model": "keyfacts-rm"},
+                             "reward_model": "keyfacts-rm", "facts": 2, "fillers": 1},
     "lmgym/TLDR-Entailment-v0": {"task": "lmgym.envs.summarization:TLDRTask"},
     "lmgym/TLDR-RM-v0": {"task": "lmgym.envs.summarization:TLDRTask", "judge": "reward_model",
                           "ground_truth": "entailment"},

@@ -47,6 +47,18 @@ def shared_judge(model: str, aggregate: str, max_ratio: float, backend: str) -> 
     return EntailmentJudge(model, aggregate=aggregate, max_ratio=max_ratio, backend=backend)
 
 
+# Reward models that ship with lmgym, by name (``reward_model="keyfacts-rm"``): folder under
+# lmgym/assets. A fixed artifact like the tiny policies (lmgym.pretrain.SHIPPED); its
+# lmgym_rm.json records how it was trained and its held-out pair accuracy.
+SHIPPED_RMS = {"keyfacts-rm": "keyfacts-rm"}
+
+
+def _shipped_rm(name: str | None) -> str | None:
+    if name in SHIPPED_RMS:
+        return str(Path(__file__).resolve().parents[1] / "assets" / SHIPPED_RMS[name])
+    return name
+
+
 @lru_cache(maxsize=8)
 def shared_reward_model(path: str) -> RewardModel:
     return RewardModel.load(path)
@@ -61,7 +73,8 @@ class SummarizationTask(Task):
         nli_model: the NLI model for the entailment judge (hub name or path).
         aggregate: ``"min"`` or ``"mean"`` over summary sentences.
         max_ratio: the brevity term's free length, as a share of the document's words.
-        reward_model: path of a reward model saved by ``lmgym train-rm``.
+        reward_model: path of a reward model saved by ``lmgym train-rm``, or a shipped one's name
+            (``"keyfacts-rm"``: :data:`SHIPPED_RMS`).
         judge_backend: ``"hf"`` or ``"vllm"`` (its pooling runner, when it supports the model).
         ground_truth: the judge evaluation trusts (``info["ground_truth"]``): one of ``judges``;
             None: the training judge (KeyFacts: ``"facts"``).
@@ -78,6 +91,7 @@ class SummarizationTask(Task):
                  max_ratio: float = 0.5, reward_model: str | None = None, judge_backend: str = "hf",
                  ground_truth: str | None = None, ground_truth_model: str | None = None):
         ground_truth = ground_truth or self.default_ground_truth or judge
+        reward_model, ground_truth_model = (_shipped_rm(reward_model), _shipped_rm(ground_truth_model))
         for name, value, model in (("judge", judge, reward_model), ("ground_truth", ground_truth, ground_truth_model)):
             if value not in self.judges:
                 raise ValueError(f"{name} must be one of {self.judges}, got {value!r}")

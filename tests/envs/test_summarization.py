@@ -274,3 +274,18 @@ class TestEnvironments:
     def test_missing_data(self, tmp_path):
         with pytest.raises(FileNotFoundError, match="test.jsonl"):
             gym.make("lmgym/CNNDM-Entailment-v0", data_dir=tmp_path, split="test")
+
+
+def test_keyfacts_rm_trains_on_the_shipped_rm_and_is_judged_by_the_facts():
+    """lmgym/KeyFacts-RM-v0: the reward is the shipped learned RM's ensemble mean, the ground
+    truth the exact key facts; a summary the RM likes but that states no fact shows the gap."""
+    env = gym.make("lmgym/KeyFacts-RM-v0", split="validation")
+    task = env.unwrapped.task
+    assert (task.facts, task.fillers, task.judge, task.ground_truth) == (2, 1, "reward_model", "facts")
+    env.reset(options={"index": 0})
+    problem = task.problem("validation", 0)
+    _, reward, *_, info = env.step(problem.solution)
+    assert info["ground_truth"] == 1.0 and reward == pytest.approx(info["rm_mean"]) and info["rm_std"] >= 0
+    env.reset(options={"index": 0})
+    _, wrong_reward, *_, wrong = env.step(" It was a calm day.")
+    assert wrong["ground_truth"] == 0.0 and wrong_reward < reward  # the RM ranks the reference above a filler

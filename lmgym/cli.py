@@ -177,6 +177,16 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_nli(args: argparse.Namespace) -> int:
+    import json
+
+    from lmgym.rewards.nli import train_keyfacts_nli
+
+    record = train_keyfacts_nli(args.out, examples=args.examples, steps=args.steps, seed=args.seed, progress=not args.quiet)
+    print(json.dumps({"out": args.out, **record["held_out"]}))
+    return 0
+
+
 def cmd_train_rm(args: argparse.Namespace) -> int:
     import json
 
@@ -294,6 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("entry")
     verify.add_argument("--tolerance", type=float, default=0.02, help="on the greedy test mean reward")
     board.set_defaults(func=cmd_leaderboard)
+    nli = commands.add_parser("train-nli", help="train lmgym's tiny offline NLI judge on synthetic KeyFacts entailment "
+                              "(shipped as nli_model='keyfacts-nli')")
+    nli.add_argument("--out", required=True)
+    nli.add_argument("--examples", type=int, default=12_000)
+    nli.add_argument("--steps", type=int, default=1_500)
+    nli.add_argument("--seed", type=int, default=0)
+    nli.add_argument("--quiet", action="store_true")
+    nli.set_defaults(func=cmd_train_nli)
     rm = commands.add_parser("train-rm", help="train a Bradley-Terry reward model (K heads and/or K members)")
     rm.add_argument("--pairs", help="jsonl of preference pairs (summarize_from_feedback comparisons, or "
                     "prompt/chosen/rejected); default: openai/summarize_from_feedback from the hub")

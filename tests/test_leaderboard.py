@@ -116,11 +116,31 @@ def test_shipped_entries_are_valid_and_rendered():
     agents = [e["agent"]["name"] for _, e in shipped]
     assert set(agents) >= {"base", "sft", "ppo", "exit", "rcrl", "grpo", "rloo", "copg", "dpo", "joint"}
     assert all(agents.count(name) >= 3 for name in agents)  # anything ranked has >= 3 seeds
+    from lmgym.pretrain import SHIPPED
+
     for _, entry in shipped:
         validate_result(entry)
-        assert entry["track"] == "cpu-20k" and entry["agent"]["config"]["model"] == "default"
-        assert entry["model"]["weights_sha256"] == DEFAULT_MODEL_SHA256  # the shipped model: reproducible anywhere
-    assert "lmgym/Arithmetic-v0" in (root / "README.md").read_text()
+        assert entry["track"] in ("cpu-20k", "cpu-suite")
+        if entry["track"] == "cpu-20k":
+            assert entry["agent"]["config"]["model"] == "default"
+            assert entry["model"]["weights_sha256"] == DEFAULT_MODEL_SHA256  # the shipped model: reproducible anywhere
+        else:  # every suite env from its own shipped model
+            limits = leaderboard.track_limits("cpu-suite", entry["env"]["id"])
+            assert entry["model"]["weights_sha256"] == SHIPPED[limits["model"]][1]
+            assert entry["env"]["kwargs"] == limits["env_kwargs"]
+    text = (root / "README.md").read_text()
+    assert "lmgym/Arithmetic-v0" in text
+    suite_envs = {e["env"]["id"] for _, e in shipped if e["track"] == "cpu-suite"}
+    if suite_envs:  # the suite's entries: every env, every agent, >= 3 seeds, and the aggregate rendered
+        from lmgym.suite import SUITES
+
+        assert suite_envs == {e.env for e in SUITES["cpu"]}
+        for env_id in suite_envs:
+            runs = [e for _, e in shipped if e["track"] == "cpu-suite" and e["env"]["id"] == env_id]
+            names = [e["agent"]["name"] for e in runs]
+            assert set(names) >= {"base", "sft", "ppo", "exit", "rcrl", "grpo", "rloo", "copg", "dpo", "joint"}
+            assert all(names.count(name) >= 3 for name in names)
+        assert "## Suite `cpu`" in text and (root / "site" / "index.html").is_file()
 
 
 def test_the_suite_track_takes_each_envs_own_budget_and_shipped_model(results, tmp_path):
@@ -153,3 +173,35 @@ def test_the_suite_track_takes_each_envs_own_budget_and_shipped_model(results, t
             leaderboard.submit(path, "cpu-suite", root)
         assert snapshot(root) == before
     assert SHIPPED["tinycode-tiny"][1] != DEFAULT_MODEL_SHA256
+
+
+@pytest.mark.parametrize("env_id", ["lmgym/TinyCode-v0", "lmgym/KeyFacts-v0", "lmgym/KeyFacts-RM-v0", "lmgym/Bandit-v0"])
+def test_what_submit_refuses_it_refuses_on_every_suite_env(results, tmp_path, env_id):
+    root = tmp_path / "board"
+    good = json.loads(results[1].read_text())
+    good = {**good, "env": {**good["env"], "id": env_id}}
+
+    def write(name, payload):
+        path = tmp_path / name
+        path.write_text(payload if isinstance(payload, str) else json.dumps(payload))
+        return path
+
+    entry = leaderboard.submit(write("ok.json", good), "cpu-20k", root)
+    assert entry.parent == root / "submissions" / env_id.replace("/", "__") / "cpu-20k"
+    before = snapshot(root)
+    cases = [
+        (write("again.json", good), "cpu-20k", "already on the leaderboard"),
+        (write("budget.json", {**good, "budget": {**good["budget"], "max_samples": 50_000}}), "cpu-20k", "exceeds track"),
+        (write("schema.json", {**good, "seed": "one"}), "cpu-20k", "result schema at seed"),
+        (write("version.json", {**good, "env": {**good["env"], "id": env_id.replace("-v0", "-v9")}}), "cpu-20k", "unknown env id"),
+        (write("suite.json", good), "cpu-suite", "shipped model|kwargs|caps trained tokens|exceeds track"),
+    ]
+    for path, track, match in cases:
+        with pytest.raises(ValueError, match=match):
+            leaderboard.submit(path, track, root)
+        assert snapshot(root) == before
+    evil = {**good, "seed": 7, "agent": {**good["agent"], "name": "../../x/<script>alert(1)</script>"}}
+    entry = leaderboard.submit(write("evil.json", evil), "cpu-20k", root)
+    assert entry.parent == root / "submissions" / env_id.replace("/", "__") / "cpu-20k" and "<" not in entry.name
+    text = leaderboard.render(root).read_text()
+    assert "<script>" not in text and "&lt;script&gt;" in text

@@ -122,6 +122,9 @@ class EntailmentJudge:
             raise ValueError(f"backend must be 'hf' or 'vllm', got {backend!r}")
         self.aggregate, self.max_ratio, self.batch_size = aggregate, max_ratio, batch_size
         self.device = _device(device)
+        from lmgym.rewards.nli import resolve_nli
+
+        model = resolve_nli(model)  # "keyfacts-nli": lmgym's own offline judge
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.model = AutoModelForSequenceClassification.from_pretrained(model).to(self.device).eval()
         labels = {str(name).lower(): int(i) for i, name in self.model.config.id2label.items()}
@@ -211,6 +214,8 @@ class EntailmentJudge:
 
 NLI_SHAPES = {
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128),
+    # lmgym's own trained KeyFacts judge (lmgym.rewards.nli): ~1M parameters
+    "small": dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=384),
     # the default judge's shape (distilroberta-base, 82M parameters): for throughput measurements
     "distilroberta": dict(hidden_size=768, num_hidden_layers=6, num_attention_heads=12, intermediate_size=3072),
 }

@@ -1,0 +1,47 @@
+"""lmgym's own offline NLI judge (lmgym/rewards/nli.py): its synthetic task's labels are right by
+construction, the shipped judge scores what its record says, and it runs the entailment path of
+KeyFacts in the loop."""
+
+from __future__ import annotations
+
+import collections
+import json
+
+import gymnasium as gym
+import pytest
+
+import lmgym  # noqa: F401
+from lmgym.envs.summarization import split_sentences
+from lmgym.rewards.nli import LABELS, keyfacts_nli_examples
+from lmgym.rewards.summarization import EntailmentJudge
+
+
+def test_synthetic_examples_are_balanced_and_labelled_by_construction():
+    examples = keyfacts_nli_examples(300, "train")
+    assert collections.Counter(label for *_, label in examples) == {0: 100, 1: 100, 2: 100}
+    for premise, hypothesis, label in examples:
+        sentences = split_sentences(premise)
+        if label == LABELS["entailment"]:
+            assert hypothesis in sentences
+        else:
+            assert hypothesis not in sentences
+            subject = hypothesis.split(" lives")[0].split(" was born")[0].split(" owns")[0].split(" has")[0]
+            assert (subject in premise) == (label == LABELS["contradiction"])
+    test = keyfacts_nli_examples(60, "test", seed=1)
+    assert not {p for p, _, _ in test} & {p for p, _, _ in examples}  # held-out documents
+
+
+def test_the_trainer_writes_a_judge_the_entailment_path_loads(tmp_path):
+    """A short run of the real trainer: the saved folder is an NLI model with an entailment
+    label that EntailmentJudge scores with, and its record says how it did on held-out data."""
+    from lmgym.rewards.nli import train_keyfacts_nli
+
+    record = train_keyfacts_nli(tmp_path / "nli", examples=300, steps=3, eval_examples=30, progress=False)
+    assert record["held_out"]["examples"] == 30 and 0 <= record["held_out"]["accuracy"] <= 1
+    assert json.loads((tmp_path / "nli" / "lmgym_nli.json").read_text())["steps"] == 3
+    judge = EntailmentJudge(str(tmp_path / "nli"), max_length=256)
+    env = gym.make("lmgym/KeyFacts-v0", judge="entailment", nli_model=str(tmp_path / "nli"), facts=2, fillers=1)
+    env.reset(options={"index": 0})
+    _, reward, *_, info = env.step(env.unwrapped.task.problem("train", 0).solution)
+    assert 0 <= reward <= 1 and len(info["entailment"]) == 2 and info["ground_truth"] == 1.0
+    assert judge.entailment_index == LABELS["entailment"]

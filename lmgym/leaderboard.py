@@ -177,7 +177,7 @@ def _markdown_cell(value) -> str:
 
 def suite_sections(groups: dict[tuple[str, str], list[dict]]) -> list[dict]:
     """The suite aggregate of each suite track whose envs all have entries (base included)."""
-    from lmgym.suite import SUITES, SUITE_NOTE, aggregate
+    from lmgym.suite import SUITES, SUITE_NOTE, aggregate, missing_envs, present_envs
 
     out = []
     for track, limits in TRACKS.items():
@@ -185,21 +185,25 @@ def suite_sections(groups: dict[tuple[str, str], list[dict]]) -> list[dict]:
             continue
         name = limits["suite"]
         results = {e.slug: groups.get((e.env, track), []) for e in SUITES[name]}
-        if not all(any(r["agent"]["name"] == "base" for r in cells) for cells in results.values()):
+        present = present_envs(name, results)
+        if not present:
             continue
         rows = aggregate(name, results)
-        slugs = {e.slug: e.env.removeprefix("lmgym/") for e in SUITES[name]}
-        cells = [{"rank": str(r["rank"]), "agent": r["agent"], "runs": str(r["runs"]),
+        missing = missing_envs(name, results)
+        note = SUITE_NOTE + (f" PARTIAL: no entries yet for {', '.join(missing)}; the aggregate covers the other envs only."
+                             if missing else "")
+        slugs = {e.slug: e.env.removeprefix("lmgym/") for e in SUITES[name] if e.slug in present}
+        cells = [{"agent": r["agent"], "runs": str(r["runs"]),
                   "IQM (95% CI)": r["IQM (95% CI)"].format(), "mean (95% CI)": r["mean (95% CI)"].format(),
                   **{slugs[s]: f"{r[s]:+.3f}" for s in slugs}} for r in rows]
         from tabulate import tabulate
 
         from lmgym.site import _number
 
-        out.append({"name": name, "track": track, "note": SUITE_NOTE, "columns": list(cells[0]) if cells else [],
+        out.append({"name": name, "track": track, "note": note, "missing": missing, "columns": list(cells[0]) if cells else [],
                     "rows": [{"agent": c["agent"], "cells": c, "sort": {k: _number(v) for k, v in c.items()}} for c in cells],
                     "markdown": tabulate([{k: _markdown_cell(v) for k, v in c.items()} for c in cells], headers="keys",
-                                         tablefmt="github") + "\n\n" + SUITE_NOTE})
+                                         tablefmt="github") + "\n\n" + note})
     return out
 
 

@@ -113,3 +113,28 @@ def test_page_in_headless_chromium(board):
     finally:
         browser.close()
     assert (artifacts / "leaderboard-page.png").stat().st_size > 10_000
+
+
+@needs_browser
+def test_the_committed_leaderboard_page(tmp_path):
+    """leaderboard/site as committed (rendered from the shipped entries): every env and track has
+    its table, the suite aggregate is there with one row per agent, and nothing errs."""
+    root = tmp_path / "board"
+    shutil.copytree(ROOT / "leaderboard", root)
+    leaderboard.render(root)  # what `lmgym leaderboard render` writes from the committed entries
+    assert (root / "site" / "index.html").read_text() == (ROOT / "leaderboard" / "site" / "index.html").read_text()
+    groups = {(e["env"]["id"], e["track"]) for _, e in leaderboard.entries(root)}
+    browser = Browser(BROWSER)
+    try:
+        browser.open((root / "site" / "index.html").as_uri())
+        assert browser.evaluate("document.body.dataset.ready") == "true" and browser.errors() == []
+        shown = browser.evaluate("Array.from(document.querySelectorAll('table.board[data-env]')).map(t => [t.dataset.env, t.dataset.track])")
+        assert {tuple(pair) for pair in shown} == groups
+        if any(track == "cpu-suite" for _, track in groups):
+            agents = browser.evaluate("Array.from(document.querySelectorAll('table.suite-table tbody tr')).map(r => r.dataset.agent)")
+            assert set(agents) >= {"base", "sft", "ppo", "exit", "rcrl", "grpo", "rloo", "copg", "dpo", "joint"}
+        artifacts = Path(os.environ.get("LMGYM_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+        artifacts.mkdir(parents=True, exist_ok=True)
+        browser.screenshot(str(artifacts / "leaderboard-committed.png"))
+    finally:
+        browser.close()

@@ -194,7 +194,7 @@ def test_what_submit_refuses_it_refuses_on_every_suite_env(results, tmp_path, en
         (write("budget.json", {**good, "budget": {**good["budget"], "max_samples": 50_000}}), "cpu-20k", "exceeds track"),
         (write("schema.json", {**good, "seed": "one"}), "cpu-20k", "result schema at seed"),
         (write("version.json", {**good, "env": {**good["env"], "id": env_id.replace("-v0", "-v9")}}), "cpu-20k", "unknown env id"),
-        (write("suite.json", good), "cpu-suite", "shipped model|kwargs|caps trained tokens|exceeds track"),
+        (write("suite.json", good), "cpu-suite", "shipped model|kwargs|caps trained tokens|exceeds track|has no env"),
     ]
     for path, track, match in cases:
         with pytest.raises(ValueError, match=match):

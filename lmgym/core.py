@@ -168,6 +168,11 @@ class Task:
         """Score completions in one call; returns ``(reward, info)`` per completion."""
         raise NotImplementedError
 
+    def pretrain_solution(self, problem: Problem, rng) -> str:
+        """What lmgym's tiny models are pretrained to answer (``rng``: a ``random.Random``):
+        the reference solution; a task may draw something else (the bandit draws an arm)."""
+        return problem.solution or str(problem.answer)
+
     def format_exemplar(self, problem: Problem) -> str:
         """A solved problem as it appears in a few-shot prompt."""
         return self.plain_template.format(question=problem.question) + " " + (problem.solution or str(problem.answer))

@@ -139,9 +139,12 @@ def render(root: str | os.PathLike = DEFAULT_ROOT) -> Path:
     groups: dict[tuple[str, str], list[dict]] = {}
     for _, entry in entries(root):
         groups.setdefault((entry["env"]["id"], entry["track"]), []).append(entry)
+    suites = suite_sections(groups)
     lines = ["# lmgym leaderboard", "", SUMMARY_NOTE, "",
              "Reproduce a row with the `lmgym bench` command in its entries' config; "
              "`lmgym leaderboard verify ENTRY` re-runs one and marks it verified.", ""]
+    for suite in suites:
+        lines += [f"## Suite `{suite['name']}`", "", suite["markdown"], ""]
     for (env_id, track), runs in sorted(groups.items()):
         rows = summary_rows(runs, env_id)
         for row in rows:
@@ -154,9 +157,6 @@ def render(root: str | os.PathLike = DEFAULT_ROOT) -> Path:
                   tabulate(shown, headers="keys", tablefmt="github"), "",
                   f"![{env_id} {track}]({env_id.replace('/', '__')}__{track}.png)", ""]
         _plot(root / f"{env_id.replace('/', '__')}__{track}.png", env_id, track, runs, [row["agent"] for row in rows])
-    suites = suite_sections(groups)
-    for suite in suites:
-        lines[6:6] = [f"## Suite `{suite['name']}`", "", suite["markdown"], ""]
     lines += ["The same tables as a web page (sortable, with curves and every run's config): "
               "[site/index.html](site/index.html)", ""]
     from lmgym.site import render_site, site_data

@@ -34,8 +34,8 @@ from pathlib import Path
 
 from lmgym.io import atomic_dir
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_MODEL_SHA256", "SHIPPED", "ENV_MODELS", "PretrainConfig", "cache_dir",
-           "default_model", "env_model", "evaluate_greedy", "model_path", "pretrain", "shipped_model"]
+__all__ = ["DEFAULT_MODEL", "DEFAULT_MODEL_SHA256", "SHIPPED", "PretrainConfig", "cache_dir", "default_model",
+           "evaluate_greedy", "model_path", "pretrain", "shipped_model"]
 
 ASSETS = Path(__file__).with_name("assets")
 DEFAULT_MODEL = ASSETS / "arithmetic-tiny"
@@ -52,9 +52,6 @@ SHIPPED = {
     "bandit-tiny": ("bandit-tiny", "bc1c02e42a6fa332dfaef7ce50fd08eea5a531cd0dee16155913536e5b0311b1"),
     "keyfacts-tiny": ("keyfacts-tiny", "fff00ee648a23bcd2c8c7a5a3043ce36e7ac79d846ed802e86ca6c796ca3d599"),
 }
-# The shipped model each env of the CPU suite starts from (`lmgym bench --suite cpu`).
-ENV_MODELS = {"lmgym/Arithmetic-v0": "default", "lmgym/TinyCode-v0": "tinycode-tiny", "lmgym/Bandit-v0": "bandit-tiny",
-              "lmgym/KeyFacts-v0": "keyfacts-tiny", "lmgym/KeyFacts-RM-v0": "keyfacts-tiny"}
 
 
 @dataclass(frozen=True)
@@ -131,11 +128,6 @@ def shipped_model(name: str) -> Path:
         raise RuntimeError(f"the shipped model at {path} has SHA-256 {found}, not {expected}: reinstall lmgym "
                            "(git LFS or a partial copy?)")
     return path
-
-
-def env_model(env_id: str) -> str:
-    """The shipped model an env's CPU benchmarks start from (``"default"`` when none is set)."""
-    return ENV_MODELS.get(env_id, "default")
 
 
 def model_path(model: str) -> str:
@@ -217,8 +209,7 @@ def pretrain(config: PretrainConfig, out_dir: str | os.PathLike, progress: bool 
     bar = tqdm(range(config.steps), desc=f"pretrain {config.name}", disable=not progress)
     for step in bar:
         problems = [task.problem("train", rng.randrange(num_train)) for _ in range(config.batch_size)]
-        solutions = [task.pretrain_solution(p, rng) for p in problems] if hasattr(task, "pretrain_solution") else [
-            p.solution for p in problems]
+        solutions = [task.pretrain_solution(p, rng) for p in problems]
         input_ids, attention_mask, labels = _batch(tokenizer, [prompt_for(p) + tag() for p in problems], solutions)
         loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)

@@ -73,18 +73,21 @@ function sortRows(table, column, descending) {
   if (th) th.setAttribute("aria-sort", descending ? "descending" : "ascending");
 }
 
-function buildTable(spec) {
-  const table = el("table", {class: "board", "data-env": spec.env, "data-track": spec.track});
+// A header row whose cells sort the table by their column: descending first, then ascending.
+function sortableHeader(table, columns) {
   const head = table.createTHead().insertRow();
-  const scale = Math.max(1, ...spec.rows.map((row) => row.interval[2]));
-  spec.columns.forEach((column, index) => {
+  columns.forEach((column, index) => {
     const th = el("th", {"data-column": String(index), scope: "col", title: "click to sort"}, column);
-    th.addEventListener("click", () => {
-      const descending = th.getAttribute("aria-sort") !== "descending";
-      sortRows(table, String(index), descending);
-    });
+    th.addEventListener("click", () => sortRows(table, String(index), th.getAttribute("aria-sort") !== "descending"));
     head.appendChild(th);
   });
+  return head;
+}
+
+function buildTable(spec) {
+  const table = el("table", {class: "board", "data-env": spec.env, "data-track": spec.track});
+  const head = sortableHeader(table, spec.columns);
+  const scale = Math.max(1, ...spec.rows.map((row) => row.interval[2]));
   head.appendChild(el("th", {scope: "col"}, "config"));
   const body = table.createTBody();
   for (const row of spec.rows) {
@@ -160,12 +163,7 @@ function buildSuite(suite) {
   const section = el("section", {class: "suite", id: "suite-" + slug(suite.name)});
   section.appendChild(el("h2", {}, `Suite ${suite.name}: base-normalised test score over every env and seed`));
   const table = el("table", {class: "board suite-table", "data-suite": suite.name});
-  const head = table.createTHead().insertRow();
-  suite.columns.forEach((column, index) => {
-    const th = el("th", {"data-column": String(index), scope: "col", title: "click to sort"}, column);
-    th.addEventListener("click", () => sortRows(table, String(index), th.getAttribute("aria-sort") !== "descending"));
-    head.appendChild(th);
-  });
+  sortableHeader(table, suite.columns);
   const body = table.createTBody();
   for (const row of suite.rows) {
     const tr = body.insertRow();

@@ -66,24 +66,16 @@ def run_lmgym(seed: int, samples: int, out: Path) -> dict:
 
 
 def run_trl(seed: int, samples: int, out: Path) -> dict:
-    import numpy as np
     import torch
-    from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    from lmgym.envs.math import ArithmeticTask
+    from lmgym.integrations.trl import dataset, reward_function
     from lmgym.pretrain import default_model
-    from lmgym.rewards.math import verify
 
     s = settings(samples)
-    rng = np.random.default_rng([seed, 7])
-    task = ArithmeticTask()
-    problems = [task.problem("train", int(i)) for i in rng.integers(task.num_problems("train"), size=s["iterations"] * s["prompts_per_step"])]
-    dataset = Dataset.from_dict({"prompt": [p.question + "=" for p in problems], "answer": [p.answer for p in problems]})
-
-    def correctness(completions, answer, **_):
-        return [verify(c, a).reward for c, a in zip(completions, answer)]
+    # lmgym's public TRL adapter: the env's prompts, and its verifier as a batched TRL reward
+    train = dataset(ENV, "train", num_problems=s["iterations"] * s["prompts_per_step"], seed=seed)
 
     batch = s["prompts_per_step"] * s["group_size"]  # completions per optimizer step, as in lmgym
     config = GRPOConfig(
@@ -98,7 +90,8 @@ def run_trl(seed: int, samples: int, out: Path) -> dict:
     path = str(default_model())
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    trainer = GRPOTrainer(model=model, reward_funcs=correctness, args=config, train_dataset=dataset, processing_class=tokenizer)
+    trainer = GRPOTrainer(model=model, reward_funcs=reward_function(ENV), args=config, train_dataset=train,
+                          processing_class=tokenizer)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start

@@ -9,6 +9,7 @@
     lmgym agents [NAME]        the registered agents, or one agent's config fields with their docs
                                (also: lmgym bench --help-agent NAME)
     lmgym leaderboard submit FILE --track T | render | verify ENTRY
+    lmgym export-verl --env ID --out DIR   an env as verl parquet files + the reward overrides (lmgym.integrations)
     lmgym train-rm --pairs F --base-model M --out DIR   train a Bradley-Terry reward model (ensemble)
 """
 
@@ -61,17 +62,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from lmgym.evaluation import EvalConfig, evaluate_model, summary
 
-    env_kwargs = {}
-    for item in args.env_kwarg or []:
-        key, _, value = item.partition("=")
-        if not key or not _:
-            raise ValueError(f"--env-kwarg takes KEY=VALUE, got {item!r}")
-        try:
-            import json
-
-            env_kwargs[key] = json.loads(value)
-        except ValueError:
-            env_kwargs[key] = value
+    env_kwargs = parse_env_kwargs(args.env_kwarg)
     config = EvalConfig(model=args.model, env=args.env, split=args.split, problems=args.problems, k=args.k,
                         temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, stop=args.stop,
                         prompt_template=args.prompt_template, env_kwargs=env_kwargs, backend=args.backend,
@@ -175,6 +166,39 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         if record["ok"]:
             leaderboard.render(args.root)
         return 0 if record["ok"] else 1
+    return 0
+
+
+def parse_env_kwargs(items: list[str] | None) -> dict:
+    """``--env-kwarg KEY=VALUE`` flags as a dict (JSON values, else strings)."""
+    import json
+
+    env_kwargs = {}
+    for item in items or []:
+        key, _, value = item.partition("=")
+        if not key or not _:
+            raise ValueError(f"--env-kwarg takes KEY=VALUE, got {item!r}")
+        try:
+            env_kwargs[key] = json.loads(value)
+        except ValueError:
+            env_kwargs[key] = value
+    return env_kwargs
+
+
+def cmd_export_verl(args: argparse.Namespace) -> int:
+    import lmgym.integrations.verl as verl
+
+    env_kwargs = parse_env_kwargs(args.env_kwarg)
+    paths = verl.write_parquet(args.env, args.out, splits=args.splits, seed=args.seed,
+                               num_problems={"train": args.train_problems} if args.train_problems else None, **env_kwargs)
+    for split, path in paths.items():
+        print(f"wrote {path}")
+    val = paths.get("validation", paths.get("test"))
+    print("\nverl overrides (python3 -m verl.trainer.main_ppo ...):")
+    overrides = [f"data.train_files={paths['train']}" if "train" in paths else None,
+                 f"data.val_files={val}" if val else None, f"custom_reward_function.path={verl.__file__}",
+                 "custom_reward_function.name=compute_score_batch", "reward_model.reward_manager=batch"]
+    print("  " + " \\\n  ".join(o for o in overrides if o))
     return 0
 
 
@@ -305,6 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("entry")
     verify.add_argument("--tolerance", type=float, default=0.02, help="on the greedy test mean reward")
     board.set_defaults(func=cmd_leaderboard)
+    verl = commands.add_parser("export-verl", help="write an env's splits as verl parquet files and print the "
+                               "overrides that point verl at lmgym's reward (lmgym.integrations.verl)")
+    verl.add_argument("--env", required=True)
+    verl.add_argument("--out", required=True, help="folder for <split>.parquet")
+    verl.add_argument("--splits", nargs="+", default=["train", "validation", "test"])
+    verl.add_argument("--train-problems", type=int, help="problems drawn for a procedural train split")
+    verl.add_argument("--seed", type=int, default=0, help="of the draw")
+    verl.add_argument("--env-kwarg", action="append", metavar="KEY=VALUE", help="extra env argument (JSON values)")
+    verl.set_defaults(func=cmd_export_verl)
     nli = commands.add_parser("train-nli", help="train lmgym's tiny offline NLI judge on synthetic KeyFacts entailment "
                               "(shipped as nli_model='keyfacts-nli')")
     nli.add_argument("--out", required=True)

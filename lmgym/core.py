@@ -173,6 +173,11 @@ class Task:
         the reference solution; a task may draw something else (the bandit draws an arm)."""
         return problem.solution or str(problem.answer)
 
+    def chat_messages(self, problem: Problem) -> list[dict]:
+        """The problem as chat messages (the ``"chat"`` template, and the trainers' adapters in
+        :mod:`lmgym.integrations`, whose trainers apply the chat template themselves)."""
+        return [{"role": "user", "content": f"{self.chat_instruction}\n\n{problem.question}"}]
+
     def format_exemplar(self, problem: Problem) -> str:
         """A solved problem as it appears in a few-shot prompt."""
         return self.plain_template.format(question=problem.question) + " " + (problem.solution or str(problem.answer))
@@ -227,11 +232,9 @@ def build_template(
             tokenizer = AutoTokenizer.from_pretrained(resolve(tokenizer))  # "smollm2-135m", a folder or a hub id
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError(f"{type(tokenizer).__name__} has no chat_template; use prompt_template='plain'")
-        instruction = task.chat_instruction
 
         def chat(problem: Problem) -> str:
-            messages = [{"role": "user", "content": f"{instruction}\n\n{problem.question}"}]
-            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return tokenizer.apply_chat_template(task.chat_messages(problem), tokenize=False, add_generation_prompt=True)
 
         return chat
     if isinstance(template, str) and "{question}" in template:

@@ -8,7 +8,7 @@
     lmgym bench [--config F]   agents x envs x seeds under one budget (see lmgym.bench)
     lmgym agents [NAME]        the registered agents, or one agent's config fields with their docs
                                (also: lmgym bench --help-agent NAME)
-    lmgym leaderboard submit FILE --track T | render | verify ENTRY
+    lmgym leaderboard submit FILE --track T | render | verify ENTRY | check BASE HEAD
     lmgym export-verl --env ID --out DIR   an env as verl parquet files + the reward overrides (lmgym.integrations)
     lmgym train-rm --pairs F --base-model M --out DIR   train a Bradley-Terry reward model (ensemble)
 """
@@ -156,9 +156,23 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.action == "submit":
         for file in args.files:
             print(f"added {leaderboard.submit(file, args.track, args.root)}")
-        print(f"rendered {leaderboard.render(args.root)}")
+        if not args.no_render:
+            print(f"rendered {leaderboard.render(args.root)}")
     elif args.action == "render":
         print(f"rendered {leaderboard.render(args.root)}")
+    elif args.action == "check":
+        report = leaderboard.check(args.base, args.head, repo=args.repo, root=args.root, rerun=not args.no_rerun,
+                                   max_rerun=args.max_rerun, tolerance=args.tolerance)
+        for entry in report["entries"]:
+            rerun = entry["rerun"]
+            how = ("re-run: reproduced" if rerun and rerun["ok"] else "re-run: NOT reproduced" if rerun
+                   else "valid, not re-run" if entry["ok"] else "refused")
+            print(f"{'ok ' if entry['ok'] else 'BAD'} {entry['path']}  ({how})")
+        for problem in report["problems"]:
+            print(f"refused: {problem}")
+        print(f"{'OK' if report['ok'] else 'REFUSED'}: {len(report['entries'])} new entries, "
+              f"{len(report['problems'])} problems")
+        return 0 if report["ok"] else 1
     else:
         record = leaderboard.verify(args.entry, tolerance=args.tolerance)
         print(f"{'verified' if record['ok'] else 'NOT reproduced'}: claimed {record['claimed']:.4f}, "
@@ -323,11 +337,21 @@ def build_parser() -> argparse.ArgumentParser:
     actions = board.add_subparsers(dest="action", required=True)
     submit = actions.add_parser("submit", help="validate result JSON files and add them")
     submit.add_argument("files", nargs="+")
-    submit.add_argument("--track", required=True, help="cpu-20k, 100k or 1m (the sample budget it fits)")
+    submit.add_argument("--track", required=True, help="cpu-20k, cpu-suite, 100k or 1m (the budget it fits)")
+    submit.add_argument("--no-render", action="store_true", help="add the files only (a pull request adds "
+                        "submissions; the maintainers re-render)")
     actions.add_parser("render", help="write leaderboard/README.md and plots")
     verify = actions.add_parser("verify", help="re-run an entry and mark it verified if it reproduces")
     verify.add_argument("entry")
     verify.add_argument("--tolerance", type=float, default=0.02, help="on the greedy test mean reward")
+    check = actions.add_parser("check", help="validate what a change (e.g. a pull request) adds to the leaderboard, "
+                               "and re-run its cheap cells")
+    check.add_argument("base", help="the branch or commit the change is proposed against (e.g. origin/main)")
+    check.add_argument("head", help="the change's commit (e.g. HEAD)")
+    check.add_argument("--repo", default=".", help="the git repository (default: here)")
+    check.add_argument("--no-rerun", action="store_true", help="validate only; re-run nothing")
+    check.add_argument("--max-rerun", type=int, default=4, help="new CPU-track entries to re-run (default 4)")
+    check.add_argument("--tolerance", type=float, default=0.02, help="on the re-run's greedy test score")
     board.set_defaults(func=cmd_leaderboard)
     verl = commands.add_parser("export-verl", help="write an env's splits as verl parquet files and print the "
                                "overrides that point verl at lmgym's reward (lmgym.integrations.verl)")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from lmgym.io import atomic_path, write_json_atomic
 
-__all__ = ["TRACKS", "render", "submit", "verify"]
+__all__ = ["TRACKS", "check", "entry_path", "render", "submit", "validate_entry", "verify"]
 
 # track name -> the most a submission may have spent: generated samples, and trained (completion)
 # tokens where the track caps training compute (None: uncapped)
@@ -78,8 +78,10 @@ def _load(path: str | os.PathLike) -> dict:
     return data
 
 
-def submit(file: str | os.PathLike, track: str, root: str | os.PathLike = DEFAULT_ROOT) -> Path:
-    """Validate a result file and add it to the leaderboard; returns the entry's path."""
+def validate_entry(result: dict, track: str, where: str = "the result") -> None:
+    """Everything :func:`submit` and :func:`check` require of a result on ``track``: the result
+    schema, an env id registered at that version, the track's budget (samples, trained tokens)
+    and, on a suite track, the env's kwargs and shipped model. Raises ``ValueError``."""
     import gymnasium as gym
     import jsonschema
 
@@ -88,12 +90,11 @@ def submit(file: str | os.PathLike, track: str, root: str | os.PathLike = DEFAUL
 
     if track not in TRACKS:
         raise ValueError(f"unknown track {track!r}: choose one of {sorted(TRACKS)}")
-    result = _load(file)
     try:
         validate_result(result)
     except jsonschema.ValidationError as error:
-        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise ValueError(f"{file} does not match the result schema at {where}: {error.message}") from error
+        at = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ValueError(f"{where} does not match the result schema at {at}: {error.message}") from error
     env_id = result["env"]["id"]
     if env_id not in gym.registry:
         raise ValueError(f"unknown env id {env_id!r}: not registered by this lmgym")
@@ -112,12 +113,24 @@ def submit(file: str | os.PathLike, track: str, root: str | os.PathLike = DEFAUL
     cap = limits["trained_tokens"]
     if cap is not None and (result["budget"].get("max_trained_tokens") or float("inf")) > cap:
         raise ValueError(f"track {track!r} caps trained tokens at {cap}: run with --trained-tokens {cap}")
-    digest = _digest(result)
-    folder = Path(root) / "submissions" / env_id.replace("/", "__") / track
-    if folder.is_dir() and any(p.name.endswith(f"-{digest}.json") for p in folder.iterdir()):
-        raise ValueError(f"this result is already on the leaderboard (digest {digest})")
+
+
+def entry_path(result: dict, track: str) -> Path:
+    """Where an entry lives, relative to the leaderboard root: built by lmgym from the result
+    (env, track, agent, seed and the digest of what was run and scored), never taken from it."""
     agent = _SAFE.sub("_", result["agent"]["name"]).strip("._") or "agent"
-    path = folder / f"{agent}-seed{int(result['seed'])}-{digest}.json"
+    return (Path("submissions") / result["env"]["id"].replace("/", "__") / track
+            / f"{agent}-seed{int(result['seed'])}-{_digest(result)}.json")
+
+
+def submit(file: str | os.PathLike, track: str, root: str | os.PathLike = DEFAULT_ROOT) -> Path:
+    """Validate a result file and add it to the leaderboard; returns the entry's path."""
+    result = _load(file)
+    validate_entry(result, track, str(file))
+    path = Path(root) / entry_path(result, track)
+    digest = _digest(result)
+    if path.parent.is_dir() and any(p.name.endswith(f"-{digest}.json") for p in path.parent.iterdir()):
+        raise ValueError(f"this result is already on the leaderboard (digest {digest})")
     write_json_atomic(path, {**result, "track": track}, overwrite=False)
     return path
 
@@ -273,3 +286,125 @@ def verify(entry: str | os.PathLike, tolerance: float = 0.02, workdir: str | os.
     if record["ok"]:
         write_json_atomic(entry, {**result, "verified": record})
     return record
+
+
+# --- checking a proposed change (a pull request) ------------------------------------------
+
+MAX_ENTRY_BYTES = 512 * 1024  # a result record is ~10-60 kB; anything far bigger is not one
+MAX_NEW_ENTRIES = 400
+CHEAP_TRACKS = ("cpu-20k", "cpu-suite")  # cells that re-run in minutes on 2 CPU cores
+
+
+def _git(repo: str | os.PathLike, *args: str) -> bytes:
+    import subprocess
+
+    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True)
+    if done.returncode != 0:
+        raise ValueError(f"git {' '.join(args)}: {done.stderr.decode(errors='replace').strip()}")
+    return done.stdout
+
+
+def _changes(repo, base: str, head: str) -> list[tuple[str, str, str, str]]:
+    """``(status, new mode, new blob, path)`` of every path ``head`` changes since its merge
+    base with ``base`` (renames and copies as deletions plus additions)."""
+    merge_base = _git(repo, "merge-base", base, head).decode().strip()
+    raw = _git(repo, "diff", "--raw", "--no-renames", "--no-abbrev", "-z", merge_base, head)
+    fields, changes = raw.split(b"\0"), []
+    for i in range(0, len(fields) - 1, 2):
+        meta, path = fields[i].decode(), fields[i + 1].decode(errors="replace")
+        _, new_mode, _, new_blob, status = meta.lstrip(":").split(" ")
+        changes.append((status[0], new_mode, new_blob, path))
+    return changes
+
+
+def check(base: str, head: str, repo: str | os.PathLike = ".", root: str = "leaderboard", rerun: bool = True,
+          max_rerun: int = 4, tolerance: float = 0.02, workdir: str | os.PathLike | None = None) -> dict:
+    """Validate exactly what ``head`` adds to the leaderboard since it left ``base`` (a pull
+    request's change), reading every file from git's objects, never from a working tree.
+
+    Refused: any change that is not a new file under ``<root>/submissions/`` (edits, deletions,
+    renames of existing entries, files elsewhere, links, executables), a file over
+    ``MAX_ENTRY_BYTES``, more than ``MAX_NEW_ENTRIES`` files, and any new file that is not what
+    :func:`submit` would have written: valid JSON, the result schema, a registered env id, the
+    track's budget and model, the path lmgym builds from its content (so the digest in the name
+    is the content's), a result not already on ``base``, and no ``verified`` record (only a
+    re-run writes one). Then up to ``max_rerun`` new entries on the CPU tracks whose agent is
+    built in are re-run (:func:`verify`) and must reproduce their claimed test score within
+    ``tolerance``. Returns ``{"ok", "problems", "entries"}``; ``ok`` only if nothing was refused.
+    """
+    from agents import AGENTS
+    from lmgym.pretrain import SHIPPED
+
+    problems: list[str] = []
+    prefix = f"{root.strip('/')}/submissions/"
+    changes = _changes(repo, base, head)
+    existing = {Path(p).name.rsplit("-", 1)[-1] for p in _git(repo, "ls-tree", "-r", "--name-only", base, "--",
+                                                                prefix).decode().splitlines()}
+    added = []
+    for status, mode, blob, path in changes:
+        if not path.startswith(prefix):
+            problems.append(f"{path}: outside {prefix} (a submission adds result files there and nothing else)")
+        elif status != "A":
+            problems.append(f"{path}: {'deletes' if status == 'D' else 'changes'} an existing entry (entries are "
+                            "never edited or removed by a submission)")
+        elif mode != "100644":
+            problems.append(f"{path}: mode {mode} (a link, executable or submodule), not a plain file")
+        else:
+            added.append((blob, path))
+    if len(added) > MAX_NEW_ENTRIES:
+        problems.append(f"{len(added)} new files: at most {MAX_NEW_ENTRIES} per submission")
+        added = []
+    report = []
+    for blob, path in added:
+        entry = {"path": path, "ok": False, "rerun": None}
+        report.append(entry)
+        size = int(_git(repo, "cat-file", "-s", blob))
+        try:
+            if size > MAX_ENTRY_BYTES:
+                raise ValueError(f"{size:,} bytes: over the {MAX_ENTRY_BYTES:,}-byte limit of a result record")
+            try:
+                result = json.loads(_git(repo, "cat-file", "blob", blob).decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as error:
+                raise ValueError(f"not a JSON file: {error}") from error
+            if not isinstance(result, dict):
+                raise ValueError("must hold a JSON object (one result record)")
+            if "verified" in result:
+                raise ValueError("carries a 'verified' record: only a re-run writes one")
+            parts = Path(path).relative_to(root.strip("/")).parts
+            if len(parts) != 4:
+                raise ValueError("not at submissions/<env>/<track>/<entry>.json")
+            track = parts[2]
+            if result.get("track") != track:
+                raise ValueError(f"its track {result.get('track')!r} is not its folder's {track!r}")
+            validate_entry(result, track, path)
+            expected = (Path(root.strip("/")) / entry_path(result, track)).as_posix()
+            if path != expected:
+                raise ValueError(f"lmgym names this entry {expected} (env, track, agent, seed, digest of its content)")
+            if _digest(result) in {name.removesuffix(".json") for name in existing}:
+                raise ValueError(f"this result is already on the leaderboard (digest {_digest(result)})")
+            existing.add(f"{_digest(result)}.json")
+            entry["ok"] = True
+            # re-run only built-in agents from a shipped model (nothing a submission names is loaded)
+            entry["cheap"] = (track in CHEAP_TRACKS and result["agent"]["name"] in AGENTS
+                              and result["agent"]["config"].get("model") in SHIPPED)
+        except ValueError as error:
+            entry["problem"] = str(error)
+            problems.append(f"{path}: {error}")
+    if rerun:
+        for entry in [e for e in report if e["ok"] and e["cheap"]][:max_rerun]:
+            blob = next(b for b, p in added if p == entry["path"])
+            with tempfile.TemporaryDirectory(dir=workdir) as folder:
+                copy = Path(folder) / Path(entry["path"]).name
+                copy.write_bytes(_git(repo, "cat-file", "blob", blob))
+                try:
+                    record = verify(copy, tolerance=tolerance, workdir=folder)
+                except Exception as error:  # a cell that cannot even run does not reproduce
+                    record = {"ok": False, "error": f"{type(error).__name__}: {error}"}
+            entry["rerun"] = record
+            if not record["ok"]:
+                entry["ok"] = False
+                why = record.get("error") or (f"claimed test score {record['claimed']:.4f}, re-run "
+                                              f"{record['reproduced']:.4f} (tolerance {tolerance})"
+                                              + ("" if record["same_weights"] else ", other weights"))
+                problems.append(f"{entry['path']}: does not reproduce: {why}")
+    return {"ok": not problems, "problems": problems, "entries": report}

@@ -166,7 +166,8 @@ class AgentConfig:
 
     model: str = "default"  # "default": lmgym's pretrained tiny Arithmetic model; else an HF name or folder
     backend: str = "hf"  # sampler: "hf" samples from the policy object; "vllm" syncs after each update
-    lr: float = 5e-5  # AdamW learning rate of the policy
+    lr: float = 5e-5  # learning rate of the policy's optimizer
+    optimizer: str = "adamw"  # "adamw" (no weight decay) or "sgd" (plain, no momentum: Razin et al.'s setting)
     warmup_steps: int = 0  # linear LR warm-up over this many optimizer steps, then constant
     max_grad_norm: float = 1.0  # clip each parameter group's gradient norm to this
     prompts_per_iteration: int = 32  # problems drawn per iteration
@@ -301,7 +302,12 @@ class Agent:
                 self.reference.requires_grad_(False).eval()
         self._deferred: list = []  # micro-batches whose backward waits for the loss (micro_batch_tokens)
         self.build()  # agent-specific modules (e.g. a value head) before the optimizer sees them
-        self.optimizer = torch.optim.AdamW(self.trainable_parameters(), lr=self.config.lr, weight_decay=0.0)
+        if self.config.optimizer == "adamw":
+            self.optimizer = torch.optim.AdamW(self.trainable_parameters(), lr=self.config.lr, weight_decay=0.0)
+        elif self.config.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(self.trainable_parameters(), lr=self.config.lr, momentum=0.0)
+        else:
+            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.config.optimizer!r}")
         warmup = max(1, self.config.warmup_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: min(1.0, (step + 1) / warmup))
         self.generator = generator if generator is not None else self._make_generator()

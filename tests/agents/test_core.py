@@ -3,6 +3,7 @@ agent gets from it (budgets, checkpoint/resume, evaluation, logging), looped ove
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -248,3 +249,25 @@ def test_a_trained_token_cap_ends_training_like_a_sample_budget(tiny_model_dir):
     assert result.budget["trained_tokens"] >= 20 == result.budget["max_trained_tokens"]
     assert result.budget["samples"] <= 24 and result.test == {}  # stopped within the iteration that crossed the cap
     assert result.curve[-1]["trained_tokens"] == result.budget["trained_tokens"]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_every_agent_offers_plain_sgd_beside_adamw(optimizer, tiny_model_dir):
+    """optimizer="sgd" is plain SGD (p <- p - lr * g, no momentum); "adamw" is not (its first
+    step moves every weight by about lr, whatever the gradient's size)."""
+    agent_class = load_agent("grpo")
+    config = dataclasses.replace(small_config(agent_class, tiny_model_dir), optimizer=optimizer, lr=0.05, warmup_steps=0,
+                                 max_grad_norm=1e9)
+    agent = agent_class(config)
+    before = {name: p.detach().clone() for name, p in agent.policy.named_parameters()}
+    ids = torch.tensor([[1, 5, 6, 7, 8]])
+    loss = agent.policy(input_ids=ids).logits[0, -1, 3]
+    agent.optimizer_step(loss)
+    name, weight = next((n, p) for n, p in agent.policy.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0)
+    expected = before[name] - 0.05 * weight.grad
+    if optimizer == "sgd":
+        torch.testing.assert_close(weight.detach(), expected)
+    else:
+        assert not torch.allclose(weight.detach(), expected)
+    with pytest.raises(ValueError, match="optimizer must be"):
+        agent_class(dataclasses.replace(config, optimizer="lion"))

@@ -786,6 +786,40 @@ class Agent:
             self.best = {"score": score, "samples": row["samples"], "iteration": row["iteration"],
                          "state": {k: v.detach().to("cpu", copy=True) for k, v in self.policy.state_dict().items()}}
 
+    def save_model(self, path: str | os.PathLike, which: str = "chosen") -> Path:
+        """The policy as a plain Hugging Face model folder, what ``model=`` (and ``lmgym bench
+        --model``) takes, so another agent can start from it (e.g. SFT, then RL): the
+        validation-chosen checkpoint (``which="chosen"``, the one the test scored) or the
+        current weights (``"last"``); LoRA adapters merged. Written atomically, with
+        ``lmgym_agent.json`` saying which agent, config and checkpoint it is."""
+        from transformers import AutoModelForCausalLM
+
+        from lmgym.io import atomic_dir
+
+        if which not in ("chosen", "last"):
+            raise ValueError(f"which must be 'chosen' or 'last', got {which!r}")
+        chosen = self.best if which == "chosen" and self.best is not None else None
+        current = None
+        if chosen is not None and chosen["iteration"] != self.iteration_count:
+            current = {k: v.detach().to("cpu", copy=True) for k, v in self.policy.state_dict().items()}
+            self.policy.load_state_dict(chosen["state"])
+        try:
+            weights = {k: v.detach().to("cpu") for k, v in self.policy_weights().items()}
+        finally:
+            if current is not None:
+                self.policy.load_state_dict(current)
+        plain = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)  # the architecture
+        plain.load_state_dict(weights)
+        record = {"agent": self.name, "config": dataclasses.asdict(self.config), "which": which,
+                  "iteration": chosen["iteration"] if chosen is not None else self.iteration_count,
+                  "samples": chosen["samples"] if chosen is not None else None,
+                  "optimizer_steps": self.optimizer_steps, "trained_tokens": self.trained_tokens}
+        with atomic_dir(path) as staging:
+            plain.save_pretrained(staging)
+            self.tokenizer.save_pretrained(staging)
+            (staging / "lmgym_agent.json").write_text(json.dumps(record, indent=2, default=str))
+        return Path(path)
+
     # checkpoints --------------------------------------------------------------------------------
 
     def extra_state(self) -> dict:

@@ -56,6 +56,7 @@ class BenchConfig:
     agent_overrides: dict = field(default_factory=dict)  # {"ppo": {"lr": 1e-5}, ...}
     ray: str | None = None  # a Ray address ("auto", "ray://host:10001") or "local"; None: run in-process
     ray_cpus_per_cell: int = 1
+    save_models: bool = False  # write each cell's validation-chosen policy to <cell>/model/ (an HF folder --model takes)
 
     def __post_init__(self):
         if self.samples is None or self.samples <= 0:
@@ -65,6 +66,8 @@ class BenchConfig:
                 raise ValueError(f"{name} must be positive or unset, got {getattr(self, name)}")
         if not self.envs or not self.agents or not self.seeds:
             raise ValueError("envs, agents and seeds must each name at least one")
+        if self.save_models and self.ray is not None:
+            raise ValueError("save_models runs in-process only: over Ray the cells' models would stay on the workers")
         unknown = set(self.agent_overrides) - set(self.agents)
         if unknown:
             raise ValueError(f"agent_overrides for agents not in the run: {sorted(unknown)}")
@@ -230,6 +233,8 @@ def run_cell(config: BenchConfig, env_id: str, agent_name: str, seed: int, progr
     from lmgym import distributed
 
     if distributed.is_main():  # under torchrun every rank ran the cell; one writes it
+        if config.save_models:  # before result.json: a finished cell always has its model
+            agent.save_model(cell_dir / "model")
         write_json_atomic(result_file, result)
         _write_curve_csv(cell_dir / "curve.csv", learned.curve)
     return result
@@ -428,5 +433,6 @@ def config_from_args(args: Any) -> BenchConfig:
     overrides = {k: v for k, v in {"envs": args.env, "agents": args.agent, "seeds": args.seeds, "samples": args.samples,
                                    "tokens": args.tokens, "trained_tokens": args.trained_tokens, "model": args.model,
                                    "out": args.out, "eval_problems": args.eval_problems, "eval_k": args.eval_k,
-                                   "test_problems": args.test_problems, "ray": args.ray}.items() if v is not None}
+                                   "test_problems": args.test_problems, "ray": args.ray,
+                                   "save_models": args.save_model or None}.items() if v is not None}
     return dataclasses.replace(config, **overrides)

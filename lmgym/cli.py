@@ -221,7 +221,8 @@ def cmd_train_nli(args: argparse.Namespace) -> int:
 
     from lmgym.rewards.nli import train_keyfacts_nli
 
-    record = train_keyfacts_nli(args.out, examples=args.examples, steps=args.steps, seed=args.seed, progress=not args.quiet)
+    record = train_keyfacts_nli(args.out, examples=args.examples, steps=args.steps, seed=args.seed, lr=args.lr,
+                                batch_size=args.batch_size, init=args.init, progress=not args.quiet)
     print(json.dumps({"out": args.out, **record["held_out"]}))
     return 0
 
@@ -314,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--eval-problems", type=int, help="validation problems per evaluation (default 500)")
     bench.add_argument("--eval-k", type=int, help="samples per problem for pass@k/maj@k along the curve and in the test (default 4)")
     bench.add_argument("--test-problems", type=int, help="problems in the final test (default: the whole test split)")
+    bench.add_argument("--save-model", action="store_true", help="write each cell's validation-chosen policy to "
+                       "<cell>/model/, a folder --model takes (e.g. SFT, then RL from it)")
     bench.add_argument("--ray", help="fan cells out over Ray: a cluster address, or 'local' for a local instance")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
     bench.add_argument("--help-agent", metavar="NAME", help="print an agent's config fields with their docs, then exit")
@@ -368,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     nli.add_argument("--examples", type=int, default=12_000)
     nli.add_argument("--steps", type=int, default=1_500)
     nli.add_argument("--seed", type=int, default=0)
+    nli.add_argument("--lr", type=float, default=1e-3)
+    nli.add_argument("--batch-size", type=int, default=64)
+    nli.add_argument("--init", help="start from this causal LM (e.g. keyfacts-tiny) instead of a RoBERTa from scratch")
     nli.add_argument("--quiet", action="store_true")
     nli.set_defaults(func=cmd_train_nli)
     rm = commands.add_parser("train-rm", help="train a Bradley-Terry reward model (K heads and/or K members)")

@@ -128,3 +128,25 @@ def test_bench_fans_cells_out_over_a_local_ray_instance(config, tmp_path):
     for ray_result, local_result in zip(fanned, local):
         assert ray_result["metrics"] == pytest.approx(local_result["metrics"], abs=1e-4)
         assert [p["val/mean_reward"] for p in ray_result["curve"]] == [p["val/mean_reward"] for p in local_result["curve"]]
+
+
+def test_a_cells_saved_model_starts_another_agent(warm_model_dir, tmp_path):
+    """--save-model: SFT's validation-chosen policy becomes an HF folder that --model takes; the
+    untrained base policy from it scores exactly what the SFT cell's test said (same weights)."""
+    from lmgym.io import weights_hash
+
+    sft = BenchConfig(agents=["sft"], seeds=[0], samples=48, model=str(warm_model_dir), out=str(tmp_path / "sft"),
+                      eval_problems=12, eval_k=1, env_kwargs=EASY_ARITHMETIC, save_models=True,
+                      agent_overrides={"sft": {"prompts_per_iteration": 8, "eval_every": 16}})
+    [trained] = run_bench(sft, progress=False)
+    folder = next((tmp_path / "sft").rglob("model"))
+    record = json.loads((folder / "lmgym_agent.json").read_text())
+    assert record["agent"] == "sft" and record["which"] == "chosen"
+    assert record["iteration"] == trained["chosen"]["iteration"]
+    after = BenchConfig(agents=["base"], seeds=[0], samples=16, model=str(folder), out=str(tmp_path / "base"),
+                        eval_problems=12, eval_k=1, env_kwargs=EASY_ARITHMETIC)
+    [base] = run_bench(after, progress=False)
+    assert base["model"]["weights_sha256"] == weights_hash(str(folder)) != trained["model"]["weights_sha256"]
+    assert base["metrics"]["test/ground_truth"] == trained["metrics"]["test/ground_truth"]
+    with pytest.raises(ValueError, match="in-process only"):
+        BenchConfig(save_models=True, ray="local")

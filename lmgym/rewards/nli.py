@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["LABELS", "SHIPPED_NLI", "keyfacts_nli_examples", "resolve_nli", "train_keyfacts_nli"]
+__all__ = ["LABELS", "SHIPPED_NLI", "classifier_from_causal_lm", "keyfacts_nli_examples", "resolve_nli", "train_keyfacts_nli"]
 
 LABELS = {"contradiction": 0, "entailment": 1, "neutral": 2}
 SHIPPED_NLI: dict[str, str] = {}  # name -> folder under lmgym/assets (none yet: see the module docstring)
@@ -80,9 +80,40 @@ def keyfacts_nli_examples(n: int, split: str = "train", seed: int = 0) -> list[t
     return out
 
 
+def classifier_from_causal_lm(model: str, path: str | os.PathLike, seed: int = 0) -> Path:
+    """An NLI cross-encoder initialised from a causal LM (``model``: a shipped name, folder or hub
+    id): its body and tokenizer, a new 3-way head (contradiction / entailment / neutral) read at
+    the last token, and a pair template ``premise </s> hypothesis </s>`` so that
+    ``tokenizer(premises, hypotheses)`` separates the two. Saved at ``path``."""
+    import torch
+    from tokenizers import processors
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from lmgym.hub import resolve
+
+    source = resolve(model)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    eos = tokenizer.eos_token
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, tokenizer.eos_token_id)])
+    config = AutoConfig.from_pretrained(source, num_labels=3, id2label={i: name for name, i in LABELS.items()},
+                                        label2id=dict(LABELS), pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    classifier = AutoModelForSequenceClassification.from_pretrained(source, config=config)  # the head is new
+    path = Path(path)
+    tokenizer.save_pretrained(path)
+    classifier.save_pretrained(path)
+    return path
+
+
 def train_keyfacts_nli(out: str | os.PathLike, examples: int = 12_000, steps: int = 1_500, batch_size: int = 64,
-                       lr: float = 1e-3, seed: int = 0, eval_examples: int = 600, progress: bool = True) -> dict:
-    """Train and save the tiny NLI judge; returns its record (also ``out/lmgym_nli.json``)."""
+                       lr: float = 1e-3, seed: int = 0, eval_examples: int = 600, progress: bool = True,
+                       init: str | None = None) -> dict:
+    """Train and save the tiny NLI judge; returns its record (also ``out/lmgym_nli.json``).
+
+    ``init=None``: a tiny RoBERTa from scratch with a BPE learned on the examples; else a causal
+    LM to start from (:func:`classifier_from_causal_lm`, e.g. ``"keyfacts-tiny"``, which has read
+    KeyFacts documents and copies facts from them)."""
     import torch
     from tqdm.auto import tqdm
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -96,8 +127,11 @@ def train_keyfacts_nli(out: str | os.PathLike, examples: int = 12_000, steps: in
     out = Path(out)
     start = time.perf_counter()
     with atomic_dir(out, overwrite=False) as staging:
-        corpus = [p for p, _, _ in train[:3000]] + [h for _, h, _ in train[:3000]]
-        build_tiny_nli(staging, seed=seed, corpus=corpus, shape="small")
+        if init is None:
+            corpus = [p for p, _, _ in train[:3000]] + [h for _, h, _ in train[:3000]]
+            build_tiny_nli(staging, seed=seed, corpus=corpus, shape="small")
+        else:
+            classifier_from_causal_lm(init, staging, seed=seed)
         tokenizer = AutoTokenizer.from_pretrained(staging)
         model = AutoModelForSequenceClassification.from_pretrained(staging)
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -129,7 +163,8 @@ def train_keyfacts_nli(out: str | os.PathLike, examples: int = 12_000, steps: in
         accuracy = float(np.mean(np.array(predictions) == np.array(labels)))
         per_class = {name: float(np.mean([p == i for p, l in zip(predictions, labels) if l == i])) for name, i in LABELS.items()}
         model.save_pretrained(staging)
-        record = {"task": "synthetic KeyFacts entailment (lmgym.rewards.nli.keyfacts_nli_examples)", "examples": examples,
+        record = {"task": "synthetic KeyFacts entailment (lmgym.rewards.nli.keyfacts_nli_examples)",
+                  "init": init or "scratch (tiny RoBERTa)", "examples": examples,
                   "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
                   "parameters": sum(p.numel() for p in model.parameters()),
                   "held_out": {"examples": eval_examples, "split": "test", "accuracy": accuracy, "per_class_recall": per_class},

@@ -45,3 +45,23 @@ def test_the_trainer_writes_a_judge_the_entailment_path_loads(tmp_path):
     _, reward, *_, info = env.step(env.unwrapped.task.problem("train", 0).solution)
     assert 0 <= reward <= 1 and len(info["entailment"]) == 2 and info["ground_truth"] == 1.0
     assert judge.entailment_index == LABELS["entailment"]
+
+
+def test_a_judge_started_from_a_causal_lm_separates_premise_and_hypothesis(tmp_path):
+    """init="keyfacts-tiny": the policy's body under a new 3-way head, its tokenizer with a pair
+    template (premise </s> hypothesis </s>); the entailment path loads and scores with it."""
+    from transformers import AutoTokenizer
+
+    from lmgym.rewards.nli import train_keyfacts_nli
+
+    record = train_keyfacts_nli(tmp_path / "nli", examples=60, steps=2, eval_examples=12, batch_size=8,
+                                init="keyfacts-tiny", progress=False)
+    assert record["init"] == "keyfacts-tiny"
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "nli")
+    ids = tokenizer("Ana owns 3 cats.", "Ana owns 4 cats.")["input_ids"]
+    assert ids.count(tokenizer.eos_token_id) == 2 and ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(ids) == f"Ana owns 3 cats.{tokenizer.eos_token}Ana owns 4 cats.{tokenizer.eos_token}"
+    judge = EntailmentJudge(str(tmp_path / "nli"), max_length=256)
+    probabilities, truncated = judge.entailment_probabilities(["Ana owns 3 cats.", "Bo lives in Oslo."],
+                                                              ["Ana owns 3 cats.", "Bo lives in Rome."])
+    assert probabilities.shape == (2,) and ((0 < probabilities) & (probabilities < 1)).all() and not truncated.any()

@@ -466,6 +466,7 @@ class Agent:
             metrics["train/reward_std_zero_share"] = vanishing_gradient_share(batch.grouped_rewards())
             shares = outcome_shares(correctness(batch))
             metrics.update({f"train/{name}_share": value for name, value in shares.items()})
+        metrics.update(subset_metrics(batch, "train"))
         return metrics
 
     def sampler_mismatch(self, batch: RolloutBatch, trainer_logprobs: torch.Tensor, mask: torch.Tensor) -> float:
@@ -584,7 +585,7 @@ class Agent:
         envs = self.evaluation_envs(env_id, env_kwargs, 1, self._problems(problems, split), split)
         batch = self._evaluation_rollout(envs, 1, temperature=0.0)
         return {f"{prefix}/mean_reward": float(batch.rewards.mean()), f"{prefix}/ground_truth": float(ground_truths(batch).mean()),
-                f"{prefix}/problems": batch.num_prompts}
+                f"{prefix}/problems": batch.num_prompts, **subset_metrics(batch, prefix)}
 
     KL_PROBLEMS = 128
 
@@ -613,6 +614,7 @@ class Agent:
         if k >= 2:
             metrics[f"{prefix}/reward_std_zero_share"] = vanishing_gradient_share(rewards)
             metrics.update({f"{prefix}/{name}_share": value for name, value in outcome_shares(correct).items()})
+        metrics.update(subset_metrics(batch, prefix, sampled=True))
         if kl:
             metrics[f"{prefix}/kl_to_reference"] = self._kl_to_reference(batch.samples[: self.KL_PROBLEMS * k])
         return metrics
@@ -994,6 +996,28 @@ def ground_truths(batch: RolloutBatch) -> np.ndarray:
 def correctness(batch: RolloutBatch) -> np.ndarray:
     """``(num_prompts, n)`` booleans: a sample is correct when its ground truth reaches 1."""
     return (ground_truths(batch) >= 1.0).reshape(batch.num_prompts, batch.n)
+
+
+def subset_metrics(batch: RolloutBatch, prefix: str, sampled: bool = False) -> dict:
+    """Per named subset of the task's problems (``info["subset"]``, e.g. Arithmetic's
+    ``relabel``): ``<prefix>/ground_truth[<subset>]`` (``sampled_ground_truth`` with
+    ``sampled``), the subset's share of prompts, and with groups of n >= 2 its reward zero-std
+    share and solved / stuck / mixed shares. Empty when the task names no subsets."""
+    subsets = [batch.samples[i * batch.n].info.get("subset") for i in range(batch.num_prompts)]
+    if not any(subsets):
+        return {}
+    truth = ground_truths(batch).reshape(batch.num_prompts, batch.n)
+    rewards, correct = batch.grouped_rewards(), correctness(batch)
+    metrics = {}
+    for name in sorted({s for s in subsets if s}):
+        rows = np.array([s == name for s in subsets])
+        metrics[f"{prefix}/{'sampled_' if sampled else ''}ground_truth[{name}]"] = float(truth[rows].mean())
+        metrics[f"{prefix}/prompt_share[{name}]"] = float(rows.mean())
+        if batch.n >= 2:
+            metrics[f"{prefix}/reward_std_zero_share[{name}]"] = vanishing_gradient_share(rewards[rows])
+            for outcome, value in outcome_shares(correct[rows]).items():
+                metrics[f"{prefix}/{outcome}_share[{name}]"] = value
+    return metrics
 
 
 @dataclass

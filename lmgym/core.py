@@ -107,11 +107,14 @@ def check_completion(completion: Any, max_chars: int) -> str | None:
 def score_completions(task: Task, problems: Sequence[Problem], prompts: Sequence[str], completions: Sequence[str],
                       reward_fn: Callable | None = None) -> list[tuple[float, dict]]:
     """``task.score_batch`` plus the ground truth: every info gets ``ground_truth`` (the task's
-    own when it sets one, else the reward); with ``reward_fn`` the reward is the proxy's score
-    on ``(prompts, completions)``."""
+    own when it sets one, else the reward) and, where the problem belongs to one of the task's
+    named subsets (``meta["subset"]``), ``subset``; with ``reward_fn`` the reward is the proxy's
+    score on ``(prompts, completions)``."""
     scored = task.score_batch(problems, completions)
-    for reward, info in scored:
+    for problem, (reward, info) in zip(problems, scored):
         info.setdefault("ground_truth", float(reward))
+        if "subset" in problem.meta:  # a task's named subsets (e.g. Arithmetic's relabelled share)
+            info["subset"] = problem.meta["subset"]
     if reward_fn is None or not scored:
         return scored
     proxy = [float(r) for r in reward_fn(list(prompts), list(completions))]

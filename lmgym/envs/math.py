@@ -87,6 +87,15 @@ class ArithmeticTask(MathTask):
         test_size: problems in the test split (all distinct).
         validation_size: problems in the validation split (all distinct).
         dense, dense_coef: see :class:`MathTask`.
+        relabel: the share of problems (chosen by a stable hash of the expression, the same in
+            every split and on every machine) that are *relabelled*: shown as
+            ``relabel_marker + expression`` (``~47+18=``) and answered by the negated value
+            (``-65``), a rule the pretrained model has never seen, so it gives the right
+            answer almost zero probability: a subset with near-zero reward standard deviation
+            although its expected reward is far from optimal (Razin et al. 2024). Every problem
+            then has ``meta["subset"]`` (``"relabelled"`` or ``"rest"``), which evaluation and
+            training logs break their metrics down by.
+        relabel_marker: the visible cue of a relabelled problem (so the rule is learnable).
 
     With one step the reference solution is the number (``47+18=`` -> ``65``); with more it
     works one operation at a time (``3+4*5=`` -> ``4*5=20, 3+20=23``).
@@ -108,8 +117,15 @@ class ArithmeticTask(MathTask):
         validation_size: int = 500,
         dense: bool = False,
         dense_coef: float = 0.5,
+        relabel: float = 0.0,
+        relabel_marker: str = "~",
     ):
         super().__init__(dense=dense, dense_coef=dense_coef)
+        if not 0.0 <= relabel <= 1.0:
+            raise ValueError(f"relabel must be a share in [0, 1], got {relabel}")
+        if relabel and (not relabel_marker or set(relabel_marker) & set("0123456789+-*= \n")):
+            raise ValueError(f"relabel_marker must be a non-empty cue that is not part of an expression, got {relabel_marker!r}")
+        self.relabel, self.relabel_marker = relabel, relabel_marker
         self.digits = _inclusive_range("digits", digits, low=1, high=18)
         self.steps = _inclusive_range("steps", steps, low=1, high=16)
         if not operators or set(operators) - set("+-*"):
@@ -135,7 +151,22 @@ class ArithmeticTask(MathTask):
                 if held_out_split(question) == "train":
                     break
                 attempt += 1
-        return self.make_problem(index, question, str(answer), solution)
+        if not self.relabel:
+            return self.make_problem(index, question, str(answer), solution)
+        if not self.is_relabelled(question):
+            problem = self.make_problem(index, question, str(answer), solution)
+            problem.meta["subset"] = "rest"
+            return problem
+        negated = -answer
+        solution = str(negated) if solution == str(answer) else f"{solution}, negated: {negated}"
+        problem = self.make_problem(index, self.relabel_marker + question, str(negated), solution)
+        problem.meta["subset"] = "relabelled"
+        return problem
+
+    def is_relabelled(self, expression: str) -> bool:
+        """Whether an expression is in the relabelled share (a stable hash, independent of the
+        hash that assigns splits)."""
+        return self.relabel > 0 and stable_bucket(f"relabel:{expression}", 1_000_000) < self.relabel * 1_000_000
 
     def format_exemplar(self, problem: Problem) -> str:
         return f"{problem.question}={problem.solution}"

@@ -271,3 +271,17 @@ def test_every_agent_offers_plain_sgd_beside_adamw(optimizer, tiny_model_dir):
         assert not torch.allclose(weight.detach(), expected)
     with pytest.raises(ValueError, match="optimizer must be"):
         agent_class(dataclasses.replace(config, optimizer="lion"))
+
+
+def test_metrics_break_down_by_the_tasks_subsets():
+    """On relabelled Arithmetic the shipped model never gives the negated answer: the relabelled
+    subset is stuck with zero reward std, the rest is not (Razin et al.'s setting)."""
+    agent = load_agent("base")(load_agent("base").Config(eval_k=4, test_problems=120))
+    metrics = agent.evaluate_all(ENV, {"relabel": 0.15}, split="test")
+    assert metrics["test/ground_truth[relabelled]"] == 0.0 and metrics["test/ground_truth[rest]"] > 0.3
+    assert metrics["test/reward_std_zero_share[relabelled]"] == 1.0 == metrics["test/stuck_share[relabelled]"]
+    assert metrics["test/reward_std_zero_share[rest]"] < 0.5
+    share = metrics["test/prompt_share[relabelled]"]
+    assert 0.05 < share < 0.3 and share + metrics["test/prompt_share[rest]"] == pytest.approx(1.0)
+    assert metrics["test/ground_truth"] == pytest.approx(share * 0.0 + (1 - share) * metrics["test/ground_truth[rest]"])
+    assert not any("[" in key for key in agent.evaluate_all(ENV, split="test"))  # no subsets, no breakdown

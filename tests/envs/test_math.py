@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import pytest
 
@@ -136,3 +138,36 @@ class TestPromptTemplates:
             gym.make("lmgym/Arithmetic-v0", prompt_template="fancy")
 
 
+
+
+def test_relabelled_arithmetic_is_a_stable_marked_share_answered_by_the_negation():
+    from gymnasium.utils.env_checker import check_env
+
+    plain, task = ArithmeticTask(), ArithmeticTask(relabel=0.1)
+    test = [task.problem("test", i) for i in range(500)]
+    relabelled = [p for p in test if p.meta["subset"] == "relabelled"]
+    assert 0.05 < len(relabelled) / 500 < 0.15
+    assert {p.meta["subset"] for p in test} == {"relabelled", "rest"}
+    train = [task.problem("train", i) for i in range(4000)]
+    assert 0.08 < sum(p.meta["subset"] == "relabelled" for p in train) / 4000 < 0.12
+    for problem in test:  # the same problems as without relabelling, in the same splits and order
+        original = plain.problem("test", problem.index)
+        if problem.meta["subset"] == "rest":
+            assert problem == dataclasses.replace(original, meta={**original.meta, "subset": "rest"})
+        else:
+            assert problem.question == "~" + original.question and int(problem.answer) == -int(original.answer)
+            assert ArithmeticTask(relabel=0.1).is_relabelled(original.question)  # the same on every instance
+    some = [p for p in relabelled if int(p.answer) != 0][:5]  # (0 is its own negation)
+    scored = task.score_batch(some * 2, [p.solution for p in some] + [plain.problem("test", p.index).answer for p in some])
+    assert [r for r, _ in scored] == [1.0] * 5 + [0.0] * 5  # the negated value scores, the original does not
+    multi = ArithmeticTask(relabel=0.5, steps=2)
+    problem = next(p for p in (multi.problem("test", i) for i in range(50)) if p.meta["subset"] == "relabelled")
+    assert problem.solution.endswith(f"negated: {problem.answer}") and multi.score_batch([problem], [problem.solution])[0][0] == 1.0
+    env = gym.make("lmgym/Arithmetic-v0", relabel=0.1, split="test")
+    check_env(env.unwrapped)
+    env.reset(options={"index": relabelled[0].index})
+    assert env.step(relabelled[0].answer)[4]["subset"] == "relabelled"
+    with pytest.raises(ValueError, match="relabel"):
+        ArithmeticTask(relabel=1.5)
+    with pytest.raises(ValueError, match="relabel_marker"):
+        ArithmeticTask(relabel=0.1, relabel_marker="+")

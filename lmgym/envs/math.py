@@ -96,6 +96,8 @@ class ArithmeticTask(MathTask):
             then has ``meta["subset"]`` (``"relabelled"`` or ``"rest"``), which evaluation and
             training logs break their metrics down by.
         relabel_marker: the visible cue of a relabelled problem (so the rule is learnable).
+        subset: ``"relabelled"`` or ``"rest"``: only that subset's problems, in every split
+            (e.g. SFT on relabelled problems alone); None: all.
 
     With one step the reference solution is the number (``47+18=`` -> ``65``); with more it
     works one operation at a time (``3+4*5=`` -> ``4*5=20, 3+20=23``).
@@ -119,8 +121,14 @@ class ArithmeticTask(MathTask):
         dense_coef: float = 0.5,
         relabel: float = 0.0,
         relabel_marker: str = "~",
+        subset: str | None = None,
     ):
         super().__init__(dense=dense, dense_coef=dense_coef)
+        if subset not in (None, "relabelled", "rest"):
+            raise ValueError(f"subset must be None, 'relabelled' or 'rest', got {subset!r}")
+        if subset is not None and not 0 < relabel < 1:
+            raise ValueError(f"subset={subset!r} needs a relabelled share 0 < relabel < 1, got {relabel}")
+        self.subset = subset
         if not 0.0 <= relabel <= 1.0:
             raise ValueError(f"relabel must be a share in [0, 1], got {relabel}")
         if relabel and (not relabel_marker or set(relabel_marker) & set("0123456789+-*= \n")):
@@ -138,7 +146,10 @@ class ArithmeticTask(MathTask):
 
     def num_problems(self, split: str) -> int:
         self.check_split(split)
-        return self.TRAIN_SIZE if split == "train" else self.sizes[split]
+        return self.TRAIN_SIZE if split == "train" else len(self._held_out_problems(split))
+
+    def _in_subset(self, question: str) -> bool:
+        return self.subset is None or self.is_relabelled(question) == (self.subset == "relabelled")
 
     def problem(self, split: str, index: int) -> Problem:
         self.check_split(split)
@@ -146,9 +157,9 @@ class ArithmeticTask(MathTask):
             question, answer, solution = self._held_out_problems(split)[index]
         else:
             attempt = 0
-            while True:  # rejection: about 1 in 10 candidates is held out (validation or test)
+            while True:  # rejection: about 1 in 10 candidates is held out (validation or test), or outside `subset`
                 question, answer, solution = self._generate(random.Random(f"train:{index}:{attempt}"))
-                if held_out_split(question) == "train":
+                if held_out_split(question) == "train" and self._in_subset(question):
                     break
                 attempt += 1
         if not self.relabel:
@@ -186,7 +197,7 @@ class ArithmeticTask(MathTask):
                     f"only {len(problems)} distinct {split} problems exist for digits={self.digits}, "
                     f"operators={self.operators!r}, steps={self.steps}: lower {split}_size"
                 )
-            self._held_out[split] = problems
+            self._held_out[split] = [p for p in problems if self._in_subset(p[0])]  # the same problems, filtered
         return self._held_out[split]
 
     def _generate(self, rng: random.Random) -> tuple[str, int, str]:

@@ -171,3 +171,16 @@ def test_relabelled_arithmetic_is_a_stable_marked_share_answered_by_the_negation
         ArithmeticTask(relabel=1.5)
     with pytest.raises(ValueError, match="relabel_marker"):
         ArithmeticTask(relabel=0.1, relabel_marker="+")
+
+
+def test_a_subset_option_keeps_only_that_share_in_every_split():
+    full = ArithmeticTask(relabel=0.1)
+    only = ArithmeticTask(relabel=0.1, subset="relabelled")
+    rest = ArithmeticTask(relabel=0.1, subset="rest")
+    relabelled = [full.problem("test", i) for i in range(500) if full.problem("test", i).meta["subset"] == "relabelled"]
+    assert only.num_problems("test") == len(relabelled) and rest.num_problems("test") == 500 - len(relabelled)
+    assert [only.problem("test", i).question for i in range(len(relabelled))] == [p.question for p in relabelled]
+    assert all(only.problem("train", i).meta["subset"] == "relabelled" for i in range(200))
+    assert all(rest.problem("train", i).meta["subset"] == "rest" for i in range(200))
+    with pytest.raises(ValueError, match="needs a relabelled share"):
+        ArithmeticTask(subset="relabelled")

@@ -69,6 +69,7 @@ class GRPOConfig(AgentConfig):
     epochs: int = 1  # passes over each iteration's rollout (swept: sweeps/lmgym__Arithmetic-v0/grpo.json)
     minibatch_size: int = 256  # sequences per optimizer step (256: the whole default rollout)
     loss_aggregation: str = "sequence"  # "sequence": per-sequence token mean, then batch mean; "token": all tokens
+    subset_grad_norms: bool = False  # log the policy-gradient norm of each named subset of problems (costs a backward each)
 
     def __post_init__(self):
         if self.advantage not in ("grpo", "rloo"):
@@ -107,6 +108,8 @@ class GRPO(Agent):
                 sub_mask, sub_old = mask[rows, :width], old_logprobs[rows, :width]
                 loss, clipfrac = clipped_policy_loss(logprobs, sub_old, advantages[rows], sub_mask, cfg.clip_range,
                                                      cfg.loss_aggregation)
+                if cfg.subset_grad_norms and start == 0 and not stats["losses/policy"]:
+                    stats.update(self.subset_gradient_norms(batch, rows, logprobs, sub_old, advantages[rows], sub_mask))
                 kl = masked_mean(kl_penalty(logprobs, ref_logprobs[rows, :width], "k3"), sub_mask) if cfg.beta > 0 else torch.zeros(())
                 self.optimizer_step(loss + cfg.beta * kl)
                 stats["losses/policy"].append(loss.item())
@@ -115,6 +118,22 @@ class GRPO(Agent):
         self.sync_generator()
         return {**self.batch_metrics(batch), **{key: float(np.mean(values)) for key, values in stats.items()},
                 "sampler/logprob_mismatch": self.sampler_mismatch(batch, old_logprobs, mask)}
+
+    def subset_gradient_norms(self, batch, rows, logprobs, old_logprobs, advantages, mask) -> dict:
+        """``train/grad_norm[<subset>]``: the norm of the part of the minibatch's policy-gradient
+        loss that comes from each named subset's samples (the loss is linear in the advantages,
+        so that part is the loss with every other sample's advantage set to 0), before clipping;
+        the KL term is left out. Razin et al.'s quantity: ~0 for a subset whose rewards do not vary."""
+        subsets = [batch.samples[i].info.get("subset") for i in rows]
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        norms = {}
+        for name in sorted({s for s in subsets if s}):
+            keep = torch.tensor([s == name for s in subsets], dtype=advantages.dtype, device=advantages.device)
+            part, _ = clipped_policy_loss(logprobs, old_logprobs, advantages * keep, mask, self.config.clip_range,
+                                          self.config.loss_aggregation)
+            grads = torch.autograd.grad(part, params, retain_graph=True, allow_unused=True)
+            norms[f"train/grad_norm[{name}]"] = [float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads if g is not None)))]
+        return norms
 
 
 @dataclass

@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from agents.grpo import clipped_policy_loss, group_advantages
+from agents.grpo import GRPO, clipped_policy_loss, group_advantages
+from lmgym.rollout import Budget
+from tests.agents.conftest import ENV, small_config
 
 t = lambda *values: torch.tensor(values, dtype=torch.float64)
 
@@ -27,3 +29,17 @@ def test_clipped_policy_loss_by_hand():
     mask = torch.ones(1, 2, dtype=torch.float64)
     loss, clipfrac = clipped_policy_loss(new, old, t(1.0), mask, clip_range=0.2)
     assert loss.item() == pytest.approx(-(1.2 + 0.9) / 2) and clipfrac == 0.5
+
+
+def test_subset_gradient_norms_vanish_where_rewards_do_not_vary():
+    """On relabelled Arithmetic the relabelled prompts' rewards never vary, so their part of the
+    policy gradient is exactly 0; the rest's is not (logged per iteration)."""
+    from lmgym.pretrain import default_model
+
+    config = small_config(GRPO, default_model(), subset_grad_norms=True, prompts_per_iteration=32, samples_per_prompt=4)
+    agent = GRPO(config)
+    result = agent.learn(ENV, Budget(max_samples=128), env_kwargs={"relabel": 0.2}, progress=False, test=False)
+    logged = agent.train_log[-1]
+    assert logged["train/grad_norm[relabelled]"] == 0.0 and logged["train/grad_norm[rest]"] > 0
+    assert logged["train/reward_std_zero_share[relabelled]"] == 1.0
+    assert result.budget["samples"] == 128

@@ -9,6 +9,7 @@
     lmgym agents [NAME]        the registered agents, or one agent's config fields with their docs
                                (also: lmgym bench --help-agent NAME)
     lmgym leaderboard submit FILE --track T | render | verify ENTRY | check BASE HEAD
+    lmgym reproduce NAME [--quick]        a seed paper's claims re-tested, with verdicts (lmgym.reproduce)
     lmgym export-verl --env ID --out DIR   an env as verl parquet files + the reward overrides (lmgym.integrations)
     lmgym train-rm --pairs F --base-model M --out DIR   train a Bradley-Terry reward model (ensemble)
 """
@@ -216,6 +217,18 @@ def cmd_export_verl(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from lmgym import reproduce
+
+    module = reproduce.load(args.name)
+    out = args.out or (f"runs/reproduce-{args.name}-quick" if args.quick else f"runs/reproduce-{args.name}")
+    summary = module.run(out, quick=args.quick, progress=not args.quiet)
+    for key, result in summary["verdicts"].items():
+        print(f"claim ({key}): {result}")
+    print(f"\nreport, plots and raw results in {out}/ ({summary['seconds'] / 60:.1f} min)")
+    return 0
+
+
 def cmd_train_nli(args: argparse.Namespace) -> int:
     import json
 
@@ -356,6 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--max-rerun", type=int, default=4, help="new CPU-track entries to re-run (default 4)")
     check.add_argument("--tolerance", type=float, default=0.02, help="on the re-run's greedy test score")
     board.set_defaults(func=cmd_leaderboard)
+    repro = commands.add_parser("reproduce", help="re-run a seed paper's finding: declared claims and tests, a "
+                                "verdict per claim, a report (lmgym.reproduce)")
+    repro.add_argument("name", choices=["razin"])
+    repro.add_argument("--quick", action="store_true", help="a tiny smoke run (minutes; its verdicts mean nothing)")
+    repro.add_argument("--out", help="report folder (default runs/reproduce-NAME[-quick]); re-running resumes it")
+    repro.add_argument("--quiet", action="store_true")
+    repro.set_defaults(func=cmd_reproduce)
     verl = commands.add_parser("export-verl", help="write an env's splits as verl parquet files and print the "
                                "overrides that point verl at lmgym's reward (lmgym.integrations.verl)")
     verl.add_argument("--env", required=True)

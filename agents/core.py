@@ -704,7 +704,9 @@ class Agent:
         """
         env_kwargs = dict(env_kwargs or {})
         checkpoint = Path(run_dir) / "checkpoint.pt" if run_dir is not None else None
-        if checkpoint is not None and checkpoint.is_file():
+        if checkpoint is not None and checkpoint.is_file() and self._set_aside_if_other_setup(checkpoint, budget):
+            pass  # another setup's checkpoint: kept aside, this run starts fresh
+        elif checkpoint is not None and checkpoint.is_file():
             budget = self.load(checkpoint)
         self.tracker = self.make_tracker(run_dir)
         try:
@@ -712,6 +714,24 @@ class Agent:
         finally:
             self.tracker.close()
             self.tracker = Tracker(None)
+
+    def _set_aside_if_other_setup(self, checkpoint: Path, budget: Budget) -> bool:
+        """A checkpoint resumes only the run it came from: the same agent config and the same
+        budget limits. One from another setup (e.g. an earlier, larger budget in the same cell
+        folder) would otherwise continue to *its* budget; it is renamed ``*.stale-<time>.pt``
+        (nothing is deleted) and True is returned."""
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        limits = ("max_samples", "max_tokens", "max_queries", "max_trained_tokens")
+        saved = state.get("budget") or {}
+        same = (state.get("agent") == self.name and _plain(state.get("config")) == _plain(dataclasses.asdict(self.config))
+                and all(saved.get(k) == getattr(budget, k) for k in limits))
+        if same:
+            return False
+        aside = checkpoint.with_name(f"{checkpoint.stem}.stale-{time.strftime('%Y%m%d-%H%M%S')}.pt")
+        checkpoint.rename(aside)
+        print(f"{checkpoint} is from another setup (config or budget differ): moved to {aside.name}, starting afresh",
+              flush=True)
+        return True
 
     def make_tracker(self, run_dir) -> Tracker:
         """The experiment tracker ``report_to`` asks for (a no-op for ``"none"``)."""
@@ -986,6 +1006,11 @@ def merged_lora_state_dict(policy) -> dict:
 
 def _prefix(split: str) -> str:
     return {"validation": "val", "test": "test"}.get(split, split)
+
+
+def _plain(value):
+    """A config as JSON would hold it (tuples as lists), for comparing configs."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
 def ground_truths(batch: RolloutBatch) -> np.ndarray:

@@ -285,3 +285,18 @@ def test_metrics_break_down_by_the_tasks_subsets():
     assert 0.05 < share < 0.3 and share + metrics["test/prompt_share[rest]"] == pytest.approx(1.0)
     assert metrics["test/ground_truth"] == pytest.approx(share * 0.0 + (1 - share) * metrics["test/ground_truth[rest]"])
     assert not any("[" in key for key in agent.evaluate_all(ENV, split="test"))  # no subsets, no breakdown
+
+
+def test_a_checkpoint_of_another_setup_is_set_aside_not_resumed(tiny_model_dir, tmp_path):
+    """An interrupted run with a larger budget left a checkpoint in the cell folder: a run with
+    another budget (or config) must not continue to the old budget; it starts afresh and keeps
+    the old checkpoint aside."""
+    agent_class = load_agent("ppo")
+    config = small_config(agent_class, tiny_model_dir)
+    agent_class(config).learn(ENV, Budget(max_samples=64), run_dir=tmp_path, stop_after=5, progress=False)
+    result = agent_class(config).learn(ENV, Budget(max_samples=16), run_dir=tmp_path, progress=False)
+    assert result.budget["samples"] == 16
+    assert len(list(tmp_path.glob("checkpoint.stale-*.pt"))) == 1
+    other = dataclasses.replace(config, lr=config.lr * 2)  # same budget, other config: also aside
+    agent_class(other).learn(ENV, Budget(max_samples=16), run_dir=tmp_path, progress=False)
+    assert len(list(tmp_path.glob("checkpoint.stale-*.pt"))) == 2

@@ -50,7 +50,7 @@ from lmgym.data import read_jsonl
 from lmgym.io import atomic_path
 from lmgym.metrics import maj_at_k, outcome_shares, pass_at_k, vanishing_gradient_share
 from lmgym.pretrain import model_path
-from lmgym.rollout import Budget, RolloutBatch, rollout
+from lmgym.rollout import Budget, BudgetSpent, RolloutBatch, rollout
 from lmgym.rollout import evaluate as evaluation_rollout
 from lmgym.tracking import Tracker
 from lmgym import distributed
@@ -374,6 +374,9 @@ class Agent:
         prompts = prompts or self.config.prompts_per_iteration
         if budget is not None:
             prompts = budget.prompts_left(prompts, n, self.queries_per_prompt())
+            if prompts == 0:  # less than one group left: never overspend, end the run
+                budget.close()
+                raise BudgetSpent(f"{budget.max_samples - budget.samples} samples left, fewer than a group of {n}")
         rng = np.random.default_rng([self.config.seed, self.iteration_count, 7])
         indices = rng.integers(envs.unwrapped.num_problems, size=prompts).tolist()
         options = dict(temperature=self.config.temperature, top_p=self.config.top_p, max_tokens=self.config.max_new_tokens)
@@ -751,7 +754,14 @@ class Agent:
         done_here, saved = 0, time.perf_counter()
         while not budget.exhausted:
             before, started = budget.samples, time.perf_counter()
-            metrics = self.iteration(envs, budget)
+            try:
+                metrics = self.iteration(envs, budget)
+            except BudgetSpent:  # the budget closed before this iteration sampled anything
+                if self.curve[-1]["samples"] != budget.samples:
+                    self._evaluate_into_curve(env_id, env_kwargs, budget)
+                if checkpoint is not None and distributed.is_main():
+                    self.save(checkpoint, budget)
+                break
             self.iteration_count += 1
             self.train_seconds += time.perf_counter() - started
             budget.trained_tokens = self.trained_tokens

@@ -88,6 +88,10 @@ class RolloutBatch:
         return self.rewards.reshape(self.num_prompts, self.n)
 
 
+class BudgetSpent(Exception):
+    """Raised when the next rollout cannot take even one whole group: the budget is closed."""
+
+
 @dataclass
 class Budget:
     """A sample/token/feedback budget (``None`` = unlimited), and what has been spent of it.
@@ -111,6 +115,7 @@ class Budget:
     queries: int = 0
     max_trained_tokens: int | None = None
     trained_tokens: int = 0
+    closed: bool = False  # set when less than one whole group of samples was left (see prompts_left)
 
     def __post_init__(self):
         for name in ("max_samples", "max_tokens", "max_queries", "max_trained_tokens"):
@@ -125,12 +130,18 @@ class Budget:
     def prompts_left(self, prompts: int, n: int, queries_per_prompt: int | None = None) -> int:
         """How many of ``prompts`` groups of ``n`` samples the next rollout may take: all of
         them, or what is left of the sample (and, with ``queries_per_prompt``, the query)
-        budget in whole groups, rounded up, so the last rollout spends what is left."""
+        budget in whole groups, rounded down, so a sample or query budget is never exceeded.
+        0 when not even one group is left: the run ends there (:meth:`close`; fewer than ``n``
+        samples stay unspent)."""
         if self.max_samples is not None:
-            prompts = min(prompts, -(-(self.max_samples - self.samples) // n))
+            prompts = min(prompts, (self.max_samples - self.samples) // n)
         if self.max_queries is not None and queries_per_prompt:
-            prompts = min(prompts, -(-(self.max_queries - self.queries) // queries_per_prompt))
-        return max(prompts, 1)
+            prompts = min(prompts, (self.max_queries - self.queries) // queries_per_prompt)
+        return max(prompts, 0)
+
+    def close(self) -> None:
+        """End the run: what is left is less than one group."""
+        self.closed = True
 
     def add(self, samples: int, tokens: int) -> None:
         """Charge samples and tokens that did not come from a rollout (e.g. SFT examples)."""
@@ -145,7 +156,8 @@ class Budget:
     @property
     def exhausted(self) -> bool:
         return (
-            (self.max_samples is not None and self.samples >= self.max_samples)
+            self.closed
+            or (self.max_samples is not None and self.samples >= self.max_samples)
             or (self.max_tokens is not None and self.tokens >= self.max_tokens)
             or (self.max_queries is not None and self.queries >= self.max_queries)
             or (self.max_trained_tokens is not None and self.trained_tokens >= self.max_trained_tokens)
@@ -155,7 +167,7 @@ class Budget:
         return {"max_samples": self.max_samples, "max_tokens": self.max_tokens, "samples": self.samples,
                 "tokens": self.tokens, "history": list(self.history), "max_queries": self.max_queries,
                 "queries": self.queries, "max_trained_tokens": self.max_trained_tokens,
-                "trained_tokens": self.trained_tokens}
+                "trained_tokens": self.trained_tokens, "closed": self.closed}
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> Budget:

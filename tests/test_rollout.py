@@ -100,11 +100,26 @@ def test_fewer_problems_than_sub_envs_leave_the_rest_out(generator):
 
 def test_the_last_rollout_is_shrunk_to_the_budget_in_whole_groups():
     budget = Budget(max_samples=10, max_queries=7)
-    assert budget.prompts_left(64, 4) == 3  # 10 samples left: 3 groups of 4 (rounded up)
+    assert budget.prompts_left(64, 4) == 2  # 10 samples left: 2 whole groups of 4 (never more than the budget)
     budget.add(8, 0)
-    assert budget.prompts_left(64, 4) == 1 and budget.prompts_left(64, 4, queries_per_prompt=1) == 1
-    budget.query(5)
+    assert budget.prompts_left(64, 4) == 0 and not budget.exhausted  # 2 left: not one group
     assert budget.prompts_left(64, 1, queries_per_prompt=1) == 2
+    budget.query(6)
+    assert budget.prompts_left(64, 1, queries_per_prompt=1) == 1
+    budget.close()
+    assert budget.exhausted and Budget.from_state_dict(budget.state_dict()).exhausted
+
+
+def test_a_budget_that_groups_do_not_divide_is_never_exceeded(tiny_model_dir):
+    """Groups of 8 (as CoPG on KeyFacts draws): a 100-sample budget ends at 96 (12 groups), not 104."""
+    from agents import load_agent
+    from tests.agents.conftest import small_config
+
+    agent_class = load_agent("grpo")
+    agent = agent_class(small_config(agent_class, tiny_model_dir, prompts_per_iteration=5, samples_per_prompt=8))
+    result = agent.learn("lmgym/Arithmetic-v0", Budget(max_samples=100), progress=False, test=False)
+    assert result.budget["samples"] == 96 and result.budget["closed"]
+    assert result.curve[-1]["samples"] == 96  # evaluated where it ended
 
 
 def test_vector_wrappers_are_honoured_in_training_and_evaluation(generator):

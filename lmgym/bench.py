@@ -178,7 +178,12 @@ def _stale_reason(result: dict, config: BenchConfig, agent_config) -> str | None
     if result["model"]["weights_sha256"] != weights_hash(model_path(config.model)):
         return "other model weights"
     without_model = lambda c: {k: v for k, v in c.items() if k != "model"}  # a path; the weights decide
-    if without_model(result["agent"]["config"]) != without_model(as_json(dataclasses.asdict(agent_config))):
+    # a field added to the agent since the result was made counts as its default (the behaviour then)
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(agent_config)
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+    recorded = {**as_json(defaults), **result["agent"]["config"]}
+    if without_model(recorded) != without_model(as_json(dataclasses.asdict(agent_config))):
         return "another agent config"
     if (result["budget"]["max_samples"], result["budget"]["max_tokens"], result["budget"].get("max_trained_tokens")) != (
             config.samples, config.tokens, config.trained_tokens):

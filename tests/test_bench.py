@@ -150,3 +150,15 @@ def test_a_cells_saved_model_starts_another_agent(warm_model_dir, tmp_path):
     assert base["metrics"]["test/ground_truth"] == trained["metrics"]["test/ground_truth"]
     with pytest.raises(ValueError, match="in-process only"):
         BenchConfig(save_models=True, ray="local")
+
+
+def test_a_result_from_before_a_new_config_field_still_counts_as_finished(config, tmp_path):
+    """An agent field added later (e.g. optimizer) with its default value is the behaviour the
+    old result had: its cell is not re-run."""
+    run_bench(config, progress=False)
+    result_file = next(p for p in (tmp_path / "bench").rglob("result.json") if "ExIt" in str(p) and p.parent.name == "seed0")
+    old = json.loads(result_file.read_text())
+    del old["agent"]["config"]["optimizer"]
+    result_file.write_text(json.dumps(old))
+    assert [r["seed"] for r in run_bench(config, progress=False)].count(0) == 2  # base and ExIt, neither re-run
+    assert not list((tmp_path / "bench").rglob("*.stale-*"))

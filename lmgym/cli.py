@@ -125,7 +125,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         agents, seeds = args.agent, args.seeds if args.seeds is not None else [0, 1, 2]
         n_agents = len(agents or []) or 10
         print(f"suite {args.suite!r}: {n_agents} agents x {len(SUITES[args.suite])} envs x {len(seeds)} seeds "
-              f"(on 2 CPU cores about 2 hours, extrapolated from its cells' times: far longer than the default bench, see README.md; "
+              f"(on 2 CPU cores about 3 hours: its 120 cells' times summed to 3 h 5 min here, far longer than the default bench, see README.md; "
               f"finished cells are skipped, interrupted ones resume)\n"
               f"{describe(args.suite)}\n", flush=True)
         run_suite(args.suite, out=out, agents=agents, seeds=seeds, progress=not args.quiet)

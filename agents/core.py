@@ -373,10 +373,7 @@ class Agent:
         n = n or self.config.samples_per_prompt
         prompts = prompts or self.config.prompts_per_iteration
         if budget is not None:
-            prompts = budget.prompts_left(prompts, n, self.queries_per_prompt())
-            if prompts == 0:  # less than one group left: never overspend, end the run
-                budget.close()
-                raise BudgetSpent(f"{budget.max_samples - budget.samples} samples left, fewer than a group of {n}")
+            prompts = budget.take_prompts(prompts, n, self.queries_per_prompt())  # never overspends
         rng = np.random.default_rng([self.config.seed, self.iteration_count, 7])
         indices = rng.integers(envs.unwrapped.num_problems, size=prompts).tolist()
         options = dict(temperature=self.config.temperature, top_p=self.config.top_p, max_tokens=self.config.max_new_tokens)
@@ -707,10 +704,10 @@ class Agent:
         """
         env_kwargs = dict(env_kwargs or {})
         checkpoint = Path(run_dir) / "checkpoint.pt" if run_dir is not None else None
-        if checkpoint is not None and checkpoint.is_file() and self._set_aside_if_other_setup(checkpoint, budget):
-            pass  # another setup's checkpoint: kept aside, this run starts fresh
-        elif checkpoint is not None and checkpoint.is_file():
-            budget = self.load(checkpoint)
+        if checkpoint is not None and checkpoint.is_file():
+            state = torch.load(checkpoint, map_location=self.device, weights_only=False)  # read once
+            if not self._set_aside_if_other_setup(checkpoint, state, budget):  # else this run starts fresh
+                budget = self.load(checkpoint, state)
         self.tracker = self.make_tracker(run_dir)
         try:
             return self._learn(env_id, budget, env_kwargs, checkpoint, progress, stop_after, test)
@@ -718,12 +715,11 @@ class Agent:
             self.tracker.close()
             self.tracker = Tracker(None)
 
-    def _set_aside_if_other_setup(self, checkpoint: Path, budget: Budget) -> bool:
+    def _set_aside_if_other_setup(self, checkpoint: Path, state: dict, budget: Budget) -> bool:
         """A checkpoint resumes only the run it came from: the same agent config and the same
         budget limits. One from another setup (e.g. an earlier, larger budget in the same cell
         folder) would otherwise continue to *its* budget; it is renamed ``*.stale-<time>.pt``
         (nothing is deleted) and True is returned."""
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         limits = ("max_samples", "max_tokens", "max_queries", "max_trained_tokens")
         saved = state.get("budget") or {}
         same = (state.get("agent") == self.name and _plain(state.get("config")) == _plain(dataclasses.asdict(self.config))
@@ -886,9 +882,11 @@ class Agent:
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
 
-    def load(self, path: str | os.PathLike) -> Budget | None:
-        """Restore a checkpoint written by :meth:`save`; returns its budget."""
-        state = torch.load(path, map_location=self.device, weights_only=False)
+    def load(self, path: str | os.PathLike, state: dict | None = None) -> Budget | None:
+        """Restore a checkpoint written by :meth:`save` (``state``: its contents, already read);
+        returns its budget."""
+        if state is None:
+            state = torch.load(path, map_location=self.device, weights_only=False)
         if state["agent"] != self.name:
             raise ValueError(f"{path} is a checkpoint of {state['agent']!r}, not {self.name!r}")
         self.policy.load_state_dict(state["policy"])

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents.core import Agent, AgentConfig
-from lmgym.rollout import Budget, BudgetSpent, start
+from lmgym.rollout import Budget, start
 
 
 @dataclass
@@ -33,10 +33,7 @@ class SFT(Agent):
 
     def iteration(self, envs, budget: Budget) -> dict:
         cfg = self.config
-        size = budget.prompts_left(cfg.prompts_per_iteration, 1)  # spend exactly the budget
-        if size == 0:
-            budget.close()
-            raise BudgetSpent("no sample left")
+        size = budget.take_prompts(cfg.prompts_per_iteration, 1)  # spend exactly the budget
         rng = np.random.default_rng([cfg.seed, self.iteration_count, 7])
         prompts = start(envs, rng.integers(envs.unwrapped.num_problems, size=size).tolist())
         solutions = envs.unwrapped.reference_solutions()[:size]

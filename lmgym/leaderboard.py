@@ -338,8 +338,8 @@ def check(base: str, head: str, repo: str | os.PathLike = ".", root: str = "lead
     problems: list[str] = []
     prefix = f"{root.strip('/')}/submissions/"
     changes = _changes(repo, base, head)
-    existing = {Path(p).name.rsplit("-", 1)[-1] for p in _git(repo, "ls-tree", "-r", "--name-only", base, "--",
-                                                                prefix).decode().splitlines()}
+    existing = {Path(p).stem.rsplit("-", 1)[-1] for p in _git(repo, "ls-tree", "-r", "--name-only", base, "--",
+                                                                prefix).decode().splitlines()}  # digests
     added = []
     for status, mode, blob, path in changes:
         if not path.startswith(prefix):
@@ -356,7 +356,7 @@ def check(base: str, head: str, repo: str | os.PathLike = ".", root: str = "lead
         added = []
     report = []
     for blob, path in added:
-        entry = {"path": path, "ok": False, "rerun": None}
+        entry = {"path": path, "ok": False, "rerun": None, "blob": blob}
         report.append(entry)
         size = int(_git(repo, "cat-file", "-s", blob))
         try:
@@ -380,9 +380,10 @@ def check(base: str, head: str, repo: str | os.PathLike = ".", root: str = "lead
             expected = (Path(root.strip("/")) / entry_path(result, track)).as_posix()
             if path != expected:
                 raise ValueError(f"lmgym names this entry {expected} (env, track, agent, seed, digest of its content)")
-            if _digest(result) in {name.removesuffix(".json") for name in existing}:
-                raise ValueError(f"this result is already on the leaderboard (digest {_digest(result)})")
-            existing.add(f"{_digest(result)}.json")
+            digest = _digest(result)
+            if digest in existing:
+                raise ValueError(f"this result is already on the leaderboard (digest {digest})")
+            existing.add(digest)
             entry["ok"] = True
             # re-run only built-in agents from a shipped model (nothing a submission names is loaded)
             entry["cheap"] = (track in CHEAP_TRACKS and result["agent"]["name"] in AGENTS
@@ -392,10 +393,9 @@ def check(base: str, head: str, repo: str | os.PathLike = ".", root: str = "lead
             problems.append(f"{path}: {error}")
     if rerun:
         for entry in [e for e in report if e["ok"] and e["cheap"]][:max_rerun]:
-            blob = next(b for b, p in added if p == entry["path"])
             with tempfile.TemporaryDirectory(dir=workdir) as folder:
                 copy = Path(folder) / Path(entry["path"]).name
-                copy.write_bytes(_git(repo, "cat-file", "blob", blob))
+                copy.write_bytes(_git(repo, "cat-file", "blob", entry["blob"]))
                 try:
                     record = verify(copy, tolerance=tolerance, workdir=folder)
                 except Exception as error:  # a cell that cannot even run does not reproduce

@@ -143,6 +143,15 @@ class Budget:
         """End the run: what is left is less than one group."""
         self.closed = True
 
+    def take_prompts(self, prompts: int, n: int, queries_per_prompt: int | None = None) -> int:
+        """:meth:`prompts_left`, for a rollout about to happen: when not one group fits, the
+        budget is closed and :class:`BudgetSpent` raised (the agent loop ends the run there)."""
+        prompts = self.prompts_left(prompts, n, queries_per_prompt)
+        if prompts == 0:
+            self.close()
+            raise BudgetSpent(f"{(self.max_samples or 0) - self.samples} samples left, fewer than a group of {n}")
+        return prompts
+
     def add(self, samples: int, tokens: int) -> None:
         """Charge samples and tokens that did not come from a rollout (e.g. SFT examples)."""
         self.samples += samples

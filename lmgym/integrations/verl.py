@@ -65,14 +65,14 @@ def write_parquet(env_id: str, out: str | Path, *, splits: Sequence[str] = ("tra
     a number is written whole, which a procedural split (``train`` of Arithmetic, TinyCode,
     KeyFacts) refuses. Problems are drawn as :func:`lmgym.integrations.trl.dataset` draws them.
     """
-    from lmgym.integrations.trl import dataset
+    from lmgym.integrations.trl import _MAX_WHOLE_SPLIT, dataset
     from lmgym.io import atomic_path
 
     env = scorer(env_id, **env_kwargs)
     paths = {}
     for split in splits:
         n = num_problems.get(split) if isinstance(num_problems, dict) else num_problems
-        if n is not None and n > env.num_problems(split) and env.num_problems(split) <= 1_000_000:
+        if n is not None and n > env.num_problems(split) <= _MAX_WHOLE_SPLIT:
             n = None  # a finite split smaller than asked: all of it, once
         rows = dataset(env_id, split, num_problems=n, seed=seed, conversational=True, **env_kwargs)
         rows = rows.map(lambda row: {
@@ -91,7 +91,7 @@ def _score(keys: list[dict], solution_strs: Sequence[str]) -> list[dict]:
     groups: dict[str, list[int]] = {}
     for i, key in enumerate(keys):
         groups.setdefault(json.dumps([key["lmgym"], key["kwargs"]], sort_keys=True), []).append(i)
-    out: list[dict] = [{}] * len(keys)
+    out: list[dict | None] = [None] * len(keys)
     for members in groups.values():
         first = keys[members[0]]
         results = scorer(first["lmgym"], **first["kwargs"]).score(

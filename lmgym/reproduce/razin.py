@@ -232,7 +232,7 @@ def run(out: str | Path, quick: bool = False, progress: bool = True) -> dict:
               tuning["sft"]["model"])]
     for i, (arm, agent_name, overrides, model) in enumerate(specs):
         _log(f"arm {i + 1}/{len(specs)}: {arm} ({agent_name}, {len(plan.seeds)} seeds x {plan.samples:,} samples)", progress)
-        results[arm] = _arm(out, arm, agent_name, overrides if agent_name != "base" else {}, plan, model, progress)
+        results[arm] = _arm(out, arm, agent_name, overrides, plan, model, progress)
     arms = {arm: _stats(rows) for arm, rows in results.items()}
     verdicts = _verdicts(arms)
     summary = {"claims": CLAIMS, "plan": dataclasses.asdict(plan), "quick": quick, "tuning": _tuning_summary(tuning),

@@ -8,7 +8,7 @@ from scipy import stats as scipy_stats
 
 from lmgym.metrics import maj_at_k, outcome_shares
 from lmgym.rewards.math import verify
-from lmgym.stats import iqm_interval, mean_interval, probability_of_improvement, rank_by_intervals
+from lmgym.stats import difference_interval, iqm_interval, mean_interval, probability_of_improvement, rank_by_intervals
 
 
 def test_mean_interval_is_the_student_t_interval():
@@ -18,6 +18,21 @@ def test_mean_interval_is_the_student_t_interval():
     assert interval.point == pytest.approx(np.mean(values)) and interval.half_width == pytest.approx(half)
     assert mean_interval([0.5]) == (0.5, 0.5, 0.5) and mean_interval([0.5]).format() == "0.500"
     assert mean_interval([0.5, 0.6, 0.7]).half_width == pytest.approx(4.302652729911275 * 0.1 / np.sqrt(3))  # t_{.975,2} s/sqrt(n)
+
+
+def test_difference_interval_is_welchs_t_interval():
+    x, y = [0.70, 0.72, 0.69], [0.60, 0.66, 0.61, 0.62]
+    d = difference_interval(x, y)
+    ci = scipy_stats.ttest_ind(x, y, equal_var=False).confidence_interval(0.95)
+    assert d.point == pytest.approx(np.mean(x) - np.mean(y)) and (d.low, d.high) == pytest.approx((ci.low, ci.high))
+    v = np.var(x, ddof=1) / 3 + np.var(y, ddof=1) / 4  # Welch-Satterthwaite, by hand
+    dof = v**2 / ((np.var(x, ddof=1) / 3) ** 2 / 2 + (np.var(y, ddof=1) / 4) ** 2 / 3)
+    assert d.half_width == pytest.approx(scipy_stats.t.ppf(0.975, dof) * np.sqrt(v))
+    assert difference_interval([1, 1, 1], [0, 0, 0]) == (1.0, 1.0, 1.0)  # no spread: the difference alone
+    one_sided = difference_interval([0.5, 0.5, 0.5], [0.40, 0.42, 0.41])  # one side without spread is fine
+    assert one_sided.low < 0.09 < one_sided.high
+    with pytest.raises(ValueError, match=">= 2 values"):
+        difference_interval([0.5], [0.4, 0.6])
 
 
 def test_iqm_discards_the_outer_quartiles_and_its_interval_covers_it():

@@ -24,6 +24,9 @@ __version__ = "0.1.0"
 # ``register(..., kwargs=...)``; keyword arguments given to ``gym.make`` override these).
 TASKS: dict[str, dict] = {
     "lmgym/Arithmetic-v0": {"task": "lmgym.envs.math:ArithmeticTask"},
+    # 2-3 operations worked one step at a time ("84+38+30-86=" -> "84+38=122, 122+30=152, 152-86=66");
+    # gym.make(..., dense=True) adds the per-step reward (Havrilla et al.'s dense setting)
+    "lmgym/MultiStepArithmetic-v0": {"task": "lmgym.envs.math:ArithmeticTask", "steps": (2, 3)},
     "lmgym/GSMSymbolic-v0": {"task": "lmgym.envs.math:GSMSymbolicTask"},
     "lmgym/GSM8K-v0": {"task": "lmgym.envs.math:GSM8KTask"},
     "lmgym/HumanEval-v0": {"task": "lmgym.envs.code:HumanEvalTask"},

@@ -278,12 +278,14 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lmgym.reproduce import REPRODUCTIONS
+
     parser = argparse.ArgumentParser(prog="lmgym", description="Gymnasium environments and benchmarks for RL fine-tuning of LMs")
     commands = parser.add_subparsers(dest="command", required=True)
     envs = commands.add_parser("envs", help="list the registered environments")
     envs.set_defaults(func=cmd_envs)
     pretrain = commands.add_parser("pretrain", help="pretrain a new tiny model (cached; the calibrated ones ship)")
-    pretrain.add_argument("--task", default="arithmetic", choices=["arithmetic", "tinycode", "keyfacts", "bandit"],
+    pretrain.add_argument("--task", default="arithmetic", choices=["arithmetic", "multistep", "tinycode", "keyfacts", "bandit"],
                           help="the task family, with the PretrainConfig its shipped model was built from")
     pretrain.add_argument("--steps", type=int, help="optimizer steps (default: the calibrated default)")
     pretrain.add_argument("--size", choices=["tiny", "small"], help="model shape (default: tiny)")
@@ -371,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.set_defaults(func=cmd_leaderboard)
     repro = commands.add_parser("reproduce", help="re-run a seed paper's finding: declared claims and tests, a "
                                 "verdict per claim, a report (lmgym.reproduce)")
-    repro.add_argument("name", choices=["razin"])
+    repro.add_argument("name", choices=sorted(REPRODUCTIONS))
     repro.add_argument("--quick", action="store_true", help="a tiny smoke run (minutes; its verdicts mean nothing)")
     repro.add_argument("--out", help="report folder (default runs/reproduce-NAME[-quick]); re-running resumes it")
     repro.add_argument("--quiet", action="store_true")

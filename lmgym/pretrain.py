@@ -51,6 +51,8 @@ SHIPPED = {
     "tinycode-tiny": ("tinycode-tiny", "378d7faf30b8f6058c4c900124f07af653b0f04bab6554dfe357cda0dfd9225b"),
     "bandit-tiny": ("bandit-tiny", "bc1c02e42a6fa332dfaef7ce50fd08eea5a531cd0dee16155913536e5b0311b1"),
     "keyfacts-tiny": ("keyfacts-tiny", "fff00ee648a23bcd2c8c7a5a3043ce36e7ac79d846ed802e86ca6c796ca3d599"),
+    # lmgym/MultiStepArithmetic-v0, the Havrilla et al. reproduction's starting model
+    "multistep-tiny": ("multistep-tiny", "b81baee312d3f7dc76059450804a0df1d485c427f3deaa5cfdb083d96b18b65f"),
 }
 
 
@@ -69,11 +71,13 @@ class PretrainConfig:
     eval_problems: int = 500  # greedy accuracy on the first problems of the validation split
     tag_rate: float = 0.5  # share of examples with a random tag between prompt and solution (0: none)
     eval_max_tokens: int = 32  # new tokens in the final greedy evaluation (code needs more than arithmetic)
+    init: str | None = None  # start from this model (a shipped name or a folder: its weights and tokenizer), not random
 
     def fingerprint(self) -> str:
         fields = dataclasses.asdict(self)
-        if fields["eval_max_tokens"] == 32:  # added later: configs that leave it keep their old names
-            del fields["eval_max_tokens"]
+        for name, default in (("eval_max_tokens", 32), ("init", None)):  # added later: configs that leave them
+            if fields[name] == default:  # keep their old names
+                del fields[name]
         payload = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
@@ -93,6 +97,10 @@ FAMILY_CONFIGS = {
     # documents of 2 key facts and 1 filler: on the default 3 + 2 a tiny model needs far longer to copy facts
     "keyfacts": PretrainConfig(task="lmgym.envs.summarization:KeyFactsTask", task_kwargs={"facts": 2, "fillers": 1},
                                steps=530, batch_size=32, warmup_steps=30, eval_problems=300, eval_max_tokens=140),
+    # 2-3 step +/- expressions worked one operation at a time (Havrilla et al.'s setting: samples differ in
+    # their reasoning, and the dense reward pays each correct intermediate), continued from the default model
+    "multistep": PretrainConfig(task_kwargs={"steps": [2, 3]}, init="default", steps=600, batch_size=64, lr=3e-3,
+                                warmup_steps=30, eval_problems=300, eval_max_tokens=48),
     # answers drawn from the CoPG paper's behaviour policy (BanditTask.pretrain_solution)
     "bandit": PretrainConfig(task="lmgym.envs.bandit:BanditTask", steps=150, batch_size=64, warmup_steps=10,
                              eval_problems=1, eval_max_tokens=2),
@@ -183,7 +191,14 @@ def pretrain(config: PretrainConfig, out_dir: str | os.PathLike, progress: bool 
     torch.set_num_threads(os.cpu_count() or 1)
     task = load_object(config.task)(**config.task_kwargs)
     prompt_for = build_template(task, "plain")
-    model, tokenizer = tiny_llama(size=config.size, seed=config.seed)
+    if config.init is None:
+        model, tokenizer = tiny_llama(size=config.size, seed=config.seed)
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        init = shipped_model(config.init) if config.init in SHIPPED else Path(model_path(config.init))
+        model, tokenizer = AutoModelForCausalLM.from_pretrained(init), AutoTokenizer.from_pretrained(init)
+        torch.manual_seed(config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.98), weight_decay=0.0)
 
     def lr_factor(step: int) -> float:

@@ -53,6 +53,26 @@ def test_pretrain_learns_saves_and_caches(tmp_path, monkeypatch):
     assert answer.lstrip("-").isdigit()
 
 
+def test_pretrain_can_continue_from_a_shipped_model(tmp_path, monkeypatch):
+    """``init``: the weights and tokenizer of a shipped model (or a folder) are the start, not a
+    random tiny model; a config without ``init`` keeps the name it had before the field existed."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lmgym.pretrain import shipped_model
+
+    monkeypatch.setenv("LMGYM_CACHE", str(tmp_path))
+    assert PretrainConfig().name == "arithmetic-tiny-" + PretrainConfig().fingerprint()
+    assert PretrainConfig(init="default").name != PretrainConfig().name
+    config = PretrainConfig(init="default", steps=1, batch_size=4, lr=1e-9, warmup_steps=1, eval_problems=20)
+    path = default_model(config, progress=False)
+    start = AutoModelForCausalLM.from_pretrained(shipped_model("default")).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(path).state_dict()
+    assert all(torch.allclose(start[k], after[k], atol=1e-6) for k in start)  # one step at lr 1e-9: still the default
+    meta = json.loads((path / "lmgym_pretrain.json").read_text())
+    assert meta["config"]["init"] == "default" and meta["validation_accuracy"] > 0.3  # it knows arithmetic
+
+
 def test_the_default_model_is_the_shipped_artifact(tmp_path, monkeypatch):
     from lmgym.io import weights_hash
     from lmgym.pretrain import DEFAULT_MODEL, DEFAULT_MODEL_SHA256, model_path
@@ -77,18 +97,20 @@ def test_default_model_reaches_40_percent_but_not_near_100(tmp_path):
     assert 0.40 <= meta["validation_accuracy"] <= 0.85
 
 
-@pytest.mark.parametrize("name", ["tinycode-tiny", "keyfacts-tiny", "bandit-tiny"])
+@pytest.mark.parametrize("name", ["tinycode-tiny", "keyfacts-tiny", "bandit-tiny", "multistep-tiny"])
 def test_each_shipped_family_model_scores_what_its_record_says(name):
     """The shipped tiny model of each suite family: its SHA-256 is checked on use, and greedy on
     the validation problems it was calibrated on it scores what its lmgym_pretrain.json says
     (the band a task needs: decent, with room for RL)."""
     from lmgym.core import load_object
-    from lmgym.pretrain import FAMILY_CONFIGS, SHIPPED, evaluate_greedy, shipped_model
+    from lmgym.pretrain import FAMILY_CONFIGS, SHIPPED, PretrainConfig, evaluate_greedy, shipped_model
 
     path = shipped_model(name)
     meta = json.loads((path / "lmgym_pretrain.json").read_text())
     family = name.removesuffix("-tiny")
-    assert meta["config"] == dataclasses.asdict(FAMILY_CONFIGS[family]) and meta["sha256"] == SHIPPED[name][1]
+    # (a record from before a field existed reads as that field's default)
+    recorded = dataclasses.asdict(PretrainConfig(**meta["config"]))
+    assert recorded == dataclasses.asdict(FAMILY_CONFIGS[family]) and meta["sha256"] == SHIPPED[name][1]
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     config = FAMILY_CONFIGS[family]

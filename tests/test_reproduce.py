@@ -49,3 +49,66 @@ def test_a_second_run_resumes_from_what_is_there(quick, capsys):
 def test_unknown_reproduction():
     with pytest.raises(ValueError, match="unknown reproduction"):
         reproduce.load("nope")
+
+
+# --- Havrilla et al.: ExIt vs PPO vs RC-RL, dense vs sparse, pass@k -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def havrilla(tmp_path_factory):
+    out = tmp_path_factory.mktemp("havrilla")
+    return out, reproduce.load("havrilla").run(out, quick=True, progress=False)
+
+
+def test_quick_havrilla_runs_every_arm_and_writes_a_report(havrilla):
+    from lmgym.reproduce.havrilla import CLAIMS, QUICK
+
+    out, summary = havrilla
+    assert set(summary["arms"]) == {"base", "exit-restart", "exit", "ppo", "ppo-dense", "rcrl", "sft-short", "sft-long"}
+    assert summary["verdicts"] == {key: "inconclusive" for key in CLAIMS}  # one seed: no interval, no verdict
+    tuning = json.loads((out / "tuning.json").read_text())
+    assert set(tuning) == {"exit", "ppo", "rcrl", "sft"} and all(len(t["trials"]) == len(QUICK.lr_factors) for t in tuning.values())
+    arms = summary["arms"]
+    assert arms["sft-long"]["samples"] == QUICK.sft_long_factor * arms["sft-short"]["samples"]  # longer SFT
+    for name in ("exit-restart", "exit", "ppo", "ppo-dense", "rcrl"):
+        assert arms[name]["samples"] == QUICK.samples
+    # (ExIt updates only once a sample is correct; at 128 samples of a ~3% sampler it may find none)
+    for name in ("ppo", "ppo-dense", "rcrl", "sft-short"):
+        assert arms[name]["optimizer_steps"] > 0
+    assert all(f"pass@{QUICK.k}" in s and f"maj@{QUICK.k}" in s for s in arms.values())
+    cell = lambda name: json.loads(next((out / "runs" / name).rglob("result.json")).read_text())
+    assert cell("ppo-dense")["env"]["kwargs"].get("dense") is True and not cell("ppo")["env"]["kwargs"].get("dense")
+    assert cell("exit-restart")["agent"]["config"]["from_base"] and not cell("exit")["agent"]["config"]["from_base"]
+    assert cell("ppo")["agent"]["config"]["select_on"] == "last"  # every arm tests its last policy
+    report = (out / "report.md").read_text()
+    assert "declared before the run" in report and "Its verdicts mean nothing" in report
+    assert (out / "havrilla.png").stat().st_size > 0
+
+
+def _arms(**maj1):
+    """Stats in the shape _verdicts reads: per arm maj@1 and pass@4 values over three seeds."""
+    from lmgym.stats import mean_interval
+
+    arms = {}
+    for name, (m, p) in maj1.items():
+        majs, passes = [m - 0.01, m, m + 0.01], [p - 0.01, p, p + 0.01]
+        arms[name] = {"maj@1": list(mean_interval(majs)), "maj@1_values": majs, "pass@4": list(mean_interval(passes)),
+                      "pass@4_values": passes,
+                      "validation_curve": {"samples": [0, 100, 200, 300], "maj@1": [0.2, 0.3, m, m]}}
+    return arms
+
+
+def test_havrilla_verdicts_follow_the_declared_tests():
+    from lmgym.reproduce.havrilla import _verdicts, samples_to_converge
+
+    paper = _arms(base=(0.20, 0.70), **{"exit-restart": (0.40, 0.72)}, exit=(0.38, 0.7), ppo=(0.39, 0.71),
+                  **{"ppo-dense": (0.39, 0.71)}, rcrl=(0.36, 0.7), **{"sft-short": (0.3, 0.75), "sft-long": (0.35, 0.6)})
+    verdicts, evidence = _verdicts(paper, 4)
+    assert verdicts == {"a": True, "b": True, "c": True, "d1": True, "d2": True}
+    assert evidence["samples to converge"] == {"exit-restart": 200, "ppo": 200}
+    other = _arms(base=(0.20, 0.70), **{"exit-restart": (0.30, 0.60)}, exit=(0.3, 0.6), ppo=(0.45, 0.71),
+                  **{"ppo-dense": (0.55, 0.71)}, rcrl=(0.6, 0.7), **{"sft-short": (0.3, 0.6), "sft-long": (0.35, 0.7)})
+    verdicts, _ = _verdicts(other, 4)
+    assert verdicts == {"a": False, "b": True, "c": False, "d1": False, "d2": False}
+    assert samples_to_converge({"samples": [0, 1, 2], "maj@1": [0.3, 0.31, 0.305]}) is None  # no gain: nothing to reach
+    assert samples_to_converge({"samples": [0, 10, 20, 30], "maj@1": [0.1, 0.5, 0.55, 0.6]}) == 20

@@ -13,8 +13,11 @@ tiny scale for tests; its verdicts mean nothing and the report says so.
 from __future__ import annotations
 
 import importlib
+import json
+from pathlib import Path
 
 REPRODUCTIONS = {
+    "havrilla": "lmgym.reproduce.havrilla",  # ExIt vs PPO vs RC-RL for reasoning (Havrilla et al., 2024)
     "razin": "lmgym.reproduce.razin",  # vanishing gradients (Razin et al., ICLR 2024)
 }
 
@@ -28,3 +31,58 @@ def load(name: str):
 def verdict(holds: bool | None) -> str:
     """A claim's verdict from its declared test: True, False, or None (the test could not decide)."""
     return {True: "reproduced", False: "not reproduced", None: "inconclusive"}[holds]
+
+
+def log(name: str, message: str, progress: bool) -> None:
+    if progress:
+        print(f"[reproduce {name}] {message}", flush=True)
+
+
+def trial(folder: Path, env: str, agent_name: str, overrides: dict, *, model: str, samples: int, eval_problems: int,
+          eval_every: int, env_kwargs: dict, progress: bool, save_model: bool = False) -> dict:
+    """One tuning trial: train on seed 0 and read the validation split only (never test); resumable
+    (the agent checkpoints into ``folder``) and skipped once its record exists. The record has the
+    best and the last validation ground truth along the curve, and the trial's compute."""
+    from agents import load_agent
+    from lmgym.io import write_json_atomic
+    from lmgym.rollout import Budget
+
+    record_file = folder / "trial.json"
+    if record_file.is_file():
+        return json.loads(record_file.read_text())
+    agent_class = load_agent(agent_name)
+    config = agent_class.Config(model=model, seed=0, eval_problems=eval_problems, eval_every=eval_every, eval_k=1,
+                                **overrides)
+    agent = agent_class(config)
+    learned = agent.learn(env, Budget(max_samples=samples), run_dir=folder, env_kwargs=env_kwargs, progress=progress,
+                          test=False)
+    record = {"agent": agent_name, "params": overrides, "env_kwargs": env_kwargs, "samples": learned.budget["samples"],
+              "validation_ground_truth": max(row["val/ground_truth"] for row in learned.curve),
+              "validation_last": learned.curve[-1]["val/ground_truth"],
+              "validation_by_subset": {k: v for k, v in learned.curve[-1].items() if k.startswith("val/ground_truth[")},
+              "optimizer_steps": agent.optimizer_steps, "trained_tokens": agent.trained_tokens}
+    if save_model:
+        agent.save_model(folder / "model")
+    write_json_atomic(record_file, record)
+    return record
+
+
+def arm(folder: Path, env: str, agent_name: str, overrides: dict, *, seeds, samples: int, model: str,
+        eval_problems: int, eval_k: int, test_problems: int | None, env_kwargs: dict, progress: bool) -> list[dict]:
+    """One arm of a reproduction: ordinary ``lmgym bench`` cells (one per seed) under ``folder``,
+    so an interrupted run resumes and finished cells are read back."""
+    from lmgym.bench import BenchConfig, run_bench
+
+    config = BenchConfig(envs=[env], agents=[agent_name], seeds=list(seeds), samples=samples, trained_tokens=None,
+                         model=model, out=str(folder), eval_problems=eval_problems, eval_k=eval_k,
+                         test_problems=test_problems, env_kwargs=dict(env_kwargs),
+                         agent_overrides={agent_name: dict(overrides)})
+    return run_bench(config, progress=progress)
+
+
+def fmt(interval) -> str:
+    """``point [low, high]``, or the point alone when there is no interval; ``-`` for none."""
+    if interval is None:
+        return "-"
+    point, low, high = interval
+    return f"{point:.3f}" if low == high else f"{point:.3f} [{low:.3f}, {high:.3f}]"

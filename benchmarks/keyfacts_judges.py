@@ -59,9 +59,40 @@ def main() -> None:
                                   "training reward on test", "reward - truth", "opt. steps"], tablefmt="github"))
     out = Path("benchmarks/results/keyfacts_judges")
     out.mkdir(parents=True, exist_ok=True)
+    plot(record, out / "keyfacts_judges.png")
     (out / "summary.json").write_text(json.dumps({"command": "python benchmarks/keyfacts_judges.py --agents "
                                                   + " ".join(args.agents) + " --seeds " + " ".join(map(str, args.seeds)),
                                                   "rows": record}, indent=2))
+
+
+def plot(record: list[dict], path: Path) -> None:
+    """Test ground truth per agent, one bar per training reward, 95% t intervals; base as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base = next(r for r in record if r["agent"] == "base")["interval"][0]
+    trained = [r for r in record if r["agent"] != "base"]
+    agents = list(dict.fromkeys(r["agent"] for r in trained))
+    arms = list(dict.fromkeys(r["reward"] for r in trained))
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    width = 0.8 / len(arms)
+    for j, arm in enumerate(arms):
+        rows = [next(r for r in trained if r["agent"] == a and r["reward"] == arm) for a in agents]
+        points = [r["interval"][0] for r in rows]
+        errors = [[r["interval"][0] - r["interval"][1] for r in rows], [r["interval"][2] - r["interval"][0] for r in rows]]
+        ax.bar(np.arange(len(agents)) + width * (j - (len(arms) - 1) / 2), points, width=width, yerr=errors, capsize=3,
+               label=f"trained on {arm}")
+    ax.axhline(base, color="grey", ls=":", label="base (untrained)")
+    ax.set_xticks(np.arange(len(agents)), agents)
+    low = min(min(r["interval"][1] for r in trained), base)
+    ax.set_ylim(max(0.0, low - 0.05), None)
+    ax.set(ylabel="test ground truth (exact key facts)", title="KeyFacts: exact judge vs learned RM as the reward")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,13 @@ ones included), ``"offline"`` (groups drawn once per iteration from the frozen i
 policy: off-policy data from another policy; or a user's scored samples, ``dataset=``, a jsonl
 of ``{"prompt", "completion", "reward"}`` rows, grouped by prompt).
 
+Pairs (``pairing=``): ``"all"`` (every pair within a group: n(n-1)/2 for n samples) or
+``"random"`` (disjoint random pairs, at most ``pairs_per_update``: what a one-prompt dataset such
+as the paper's bandit needs, where "all" would pair every sample with every other).
+``loss="pg"`` swaps the contrast for the regularised policy gradient without importance weights
+(``-sg[R - b - beta h] log pi(y)``, ``b`` = 0 or the minibatch's mean reward, ``pg_baseline=``)
+on the same samples: the biased off-policy baseline CoPG corrects (the paper's comparison).
+
 Logged: train/reward, train/reward_std_zero_share, losses/copg, train/pairs, train/log_ratio.
 """
 
@@ -31,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agents.core import Agent, AgentConfig, read_jsonl
+from agents.core import Agent, AgentConfig, random_pairs, read_jsonl
 from lmgym.generation import make_generator
 from lmgym.rollout import Budget
 
@@ -69,10 +76,22 @@ class CoPGConfig(AgentConfig):
     replay_groups: int = 512  # replay: groups kept (the oldest leave first)
     updates_per_iteration: int = 1  # gradient steps per iteration (replay / offline draw a fresh minibatch each)
     groups_per_update: int = 64  # replay / offline: groups per minibatch
+    pairing: str = "all"  # "all": every pair within a group; "random": disjoint random pairs (random_pairs)
+    pairs_per_update: int | None = None  # "random": at most this many pairs per step (None: all it forms)
+    loss: str = "copg"  # "copg" | "pg": the policy gradient without CoPG's correction (baseline pg_baseline)
+    pg_baseline: str = "zero"  # loss="pg": "zero" or "mean" (the minibatch's mean reward) subtracted from R
 
     def __post_init__(self):
         if self.data not in ("on_policy", "replay", "offline"):
             raise ValueError(f"data must be 'on_policy', 'replay' or 'offline', got {self.data!r}")
+        if self.pairing not in ("all", "random"):
+            raise ValueError(f"pairing must be 'all' or 'random', got {self.pairing!r}")
+        if self.loss not in ("copg", "pg"):
+            raise ValueError(f"loss must be 'copg' or 'pg', got {self.loss!r}")
+        if self.pg_baseline not in ("zero", "mean"):
+            raise ValueError(f"pg_baseline must be 'zero' or 'mean', got {self.pg_baseline!r}")
+        if self.pairs_per_update is not None and self.pairs_per_update < 1:
+            raise ValueError(f"pairs_per_update must be >= 1 or None, got {self.pairs_per_update}")
         if self.samples_per_prompt < 2 and self.dataset is None:
             raise ValueError("CoPG contrasts pairs: samples_per_prompt must be >= 2")
         if self.beta <= 0:
@@ -138,12 +157,22 @@ class CoPG(Agent):
                 selected = [pool[i] for i in chosen]
             else:
                 selected = groups
+            sizes = [len(group) for group in selected]
+            pairs = (random_pairs(sizes, rng, cfg.pairs_per_update) if cfg.pairing == "random" else group_pairs(sizes))
+            if not pairs:
+                raise ValueError("no pair to contrast: every group has a single sample")
             flat = [sample for group in selected for sample in group]
-            pairs = group_pairs([len(group) for group in selected])
-            log_ratios, _ = self.sequence_log_ratios([p for p, _, _ in flat], [c for _, c, _ in flat])
+            used = sorted({i for pair in pairs for i in pair})  # the samples in a pair (random pairing may leave some)
+            where = {i: j for j, i in enumerate(used)}
+            flat = [flat[i] for i in used]
+            log_ratios, logprobs = self.sequence_log_ratios([p for p, _, _ in flat], [c for _, c, _ in flat])
             rewards = torch.tensor([r for _, _, r in flat], dtype=log_ratios.dtype, device=log_ratios.device)
-            first, second = (torch.tensor(side, device=log_ratios.device) for side in zip(*pairs))
-            loss = copg_loss(rewards[first], rewards[second], log_ratios[first], log_ratios[second], cfg.beta)
+            if cfg.loss == "pg":  # every paired sample, no contrast: the uncorrected off-policy gradient
+                baseline = rewards.mean() if cfg.pg_baseline == "mean" else 0.0
+                loss = biased_off_policy_pg_loss(rewards - baseline, log_ratios, logprobs, cfg.beta)
+            else:
+                first, second = (torch.tensor([where[i] for i in side], device=log_ratios.device) for side in zip(*pairs))
+                loss = copg_loss(rewards[first], rewards[second], log_ratios[first], log_ratios[second], cfg.beta)
             self.optimizer_step(loss)
             losses.append(loss.item())
             pair_counts.append(len(pairs))

@@ -916,6 +916,22 @@ def _set_rng_state(device: torch.device, state) -> None:
         torch.cuda.set_rng_state(state[1], device)
 
 
+def random_pairs(group_sizes: list[int], rng: np.random.Generator, limit: int | None = None) -> list[tuple[int, int]]:
+    """Disjoint random pairs within each group (a group of n gives n // 2; an odd one out waits
+    for another draw), as indices into the flat batch; at most ``limit`` of them, drawn uniformly.
+    Unlike every-pair pairing (``agents.copg.group_pairs``) a large group (one prompt with many scored samples, as in the
+    paper's bandit) costs pairs linear in its size, and each sample is in one pair, so the
+    pairs are independent draws of (y, y') from the behaviour policy."""
+    pairs, start = [], 0
+    for size in group_sizes:
+        order = start + rng.permutation(size)
+        pairs.extend((int(order[i]), int(order[i + 1])) for i in range(0, size - 1, 2))
+        start += size
+    if limit is not None and len(pairs) > limit:
+        pairs = [pairs[i] for i in sorted(rng.choice(len(pairs), size=limit, replace=False))]
+    return pairs
+
+
 def micro_batches(lengths: Sequence[int], max_sequences: int, max_tokens: int = 0) -> list[tuple[int, int]]:
     """Consecutive ``(start, end)`` spans of at most ``max_sequences`` sequences and, when
     ``max_tokens > 0``, at most ``max_tokens`` padded tokens (span size x its longest sequence;

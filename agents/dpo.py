@@ -12,7 +12,9 @@ budget counts two samples per pair), or are built from scored samples: the n sam
 prompt give every pair whose rewards differ, the higher-reward one chosen. ``online=False``
 (the default, offline DPO) samples from the frozen initial policy and trains on everything
 collected so far; ``online=True`` samples from the current policy and trains on the fresh
-pairs (online DPO). ``sft_coef`` adds the chosen completions' per-token NLL (Pang et al.
+pairs (online DPO). ``labels="bradley_terry"`` labels scored pairs by sampling, chosen with probability
+``sigmoid(R(y) - R(y'))`` (the CoPG paper's IPO baseline); ``pairing="random"`` forms disjoint
+random pairs instead of every pair. ``sft_coef`` adds the chosen completions' per-token NLL (Pang et al.
 2024's iterative RPO: without it, DPO on reasoning tasks lowers the likelihood of the chosen
 answers along with the rejected ones).
 
@@ -22,13 +24,14 @@ train/preference_accuracy (share of pairs with h(y_w) > h(y_l)), train/margin.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from agents.core import Agent, AgentConfig, read_jsonl
+from agents.core import Agent, AgentConfig, random_pairs, read_jsonl
 from lmgym.generation import make_generator
 from lmgym.rollout import Budget
 
@@ -64,6 +67,18 @@ def preference_pairs(rewards: list[float], group_sizes: list[int]) -> list[tuple
     return pairs
 
 
+def bradley_terry_pairs(rewards: list[float], pairs: list[tuple[int, int]], rng: np.random.Generator,
+                        scale: float = 1.0) -> list[tuple[int, int]]:
+    """(chosen, rejected) for each pair (i, j): i is chosen with probability
+    ``sigmoid(scale * (R_i - R_j))`` (Bradley-Terry preferences from a reward; ties are coin flips),
+    the labels a preference dataset drawn from a known reward has."""
+    out = []
+    for i, j in pairs:
+        p = 1.0 / (1.0 + np.exp(-scale * (rewards[i] - rewards[j])))
+        out.append((i, j) if rng.random() < p else (j, i))
+    return out
+
+
 @dataclass
 class DPOConfig(AgentConfig):
     lr: float = 4.369981423046462e-06  # AdamW learning rate of the policy (swept: sweeps/lmgym__Arithmetic-v0/dpo.json)
@@ -78,12 +93,18 @@ class DPOConfig(AgentConfig):
     preferences: str | None = None  # a jsonl of {"prompt", "chosen", "rejected"} pairs to use instead
     updates_per_iteration: int = 1  # optimizer steps per iteration, each on freshly drawn pairs
     pairs_per_update: int = 256  # pairs per optimizer step, drawn from the dataset
+    labels: str = "reward"  # scored samples: "reward" (higher reward chosen, ties dropped) | "bradley_terry"
+    pairing: str = "all"  # scored samples: "all" (every within-group pair) | "random" (disjoint random pairs)
 
     def __post_init__(self):
         if self.loss not in ("sigmoid", "ipo"):
             raise ValueError(f"loss must be 'sigmoid' or 'ipo', got {self.loss!r}")
         if self.beta <= 0:
             raise ValueError(f"beta must be > 0, got {self.beta}")
+        if self.labels not in ("reward", "bradley_terry"):
+            raise ValueError(f"labels must be 'reward' or 'bradley_terry', got {self.labels!r}")
+        if self.pairing not in ("all", "random"):
+            raise ValueError(f"pairing must be 'all' or 'random', got {self.pairing!r}")
 
 
 class DPO(Agent):
@@ -121,7 +142,17 @@ class DPO(Agent):
             return fresh, None
         batch = self.sample(envs, budget, generator=self.behaviour)
         rewards = [s.reward for s in batch.samples]
-        pairs = preference_pairs(rewards, [batch.n] * batch.num_prompts)
+        sizes = [batch.n] * batch.num_prompts
+        rng = np.random.default_rng([cfg.seed, self.iteration_count, 23])
+        if cfg.labels == "bradley_terry":
+            pairs = bradley_terry_pairs(rewards, random_pairs(sizes, rng) if cfg.pairing == "random" else
+                                        [pair for start in range(0, len(rewards), batch.n)
+                                         for pair in itertools.combinations(range(start, start + batch.n), 2)], rng)
+        else:
+            pairs = preference_pairs(rewards, sizes)
+            if cfg.pairing == "random":  # one pair per disjoint random couple, where its rewards differ
+                pairs = [(i, j) if rewards[i] > rewards[j] else (j, i) for i, j in random_pairs(sizes, rng)
+                         if rewards[i] != rewards[j]]
         fresh = [(batch.samples[w].prompt_token_ids, batch.samples[w].token_ids, batch.samples[l].token_ids)
                  for w, l in pairs]
         return fresh, batch

@@ -80,5 +80,17 @@ def outcome_shares(correct: np.ndarray) -> dict[str, float]:
     return {"solved": float(solved), "stuck": float(stuck), "mixed": float(1.0 - solved - stuck)}
 
 
+def regularised_value(metrics: dict, beta: float, prefix: str = "test") -> float:
+    """The KL-regularised objective ``E_pi[R] - beta KL(pi || pi_ref)`` that pi* ∝ pi_ref exp(R / beta)
+    maximises, from an agent's sampled evaluation (``Agent.evaluate_samples``): its sampled mean
+    reward and its per-sequence KL estimate on the same samples. Greedy decoding cannot measure it."""
+    for key in (f"{prefix}/sampled_mean_reward", f"{prefix}/kl_to_reference"):
+        if key not in metrics:
+            raise KeyError(f"{key} missing: evaluate with eval_k >= 2 (sampled) and the KL estimate on")
+    if beta <= 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    return float(metrics[f"{prefix}/sampled_mean_reward"] - beta * metrics[f"{prefix}/kl_to_reference"])
+
+
 # The same metrics as a Hugging Face `evaluate` module: evaluate.load(EVALUATE_MATH)
 EVALUATE_MATH = str(Path(__file__).with_name("evaluate_modules") / "lmgym_math.py")

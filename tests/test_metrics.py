@@ -7,7 +7,7 @@ from math import comb
 import numpy as np
 import pytest
 
-from lmgym.metrics import maj_at_k, pass_at_k, reward_std_per_prompt, vanishing_gradient_share
+from lmgym.metrics import maj_at_k, pass_at_k, regularised_value, reward_std_per_prompt, vanishing_gradient_share
 
 
 @pytest.mark.parametrize("n, c, k", [(10, 3, 1), (10, 3, 5), (96, 7, 32), (5, 0, 2), (5, 5, 1), (20, 18, 3)])
@@ -58,3 +58,12 @@ def test_the_evaluate_module_agrees_with_the_functions():
     assert out["pass@2"] == pytest.approx((pass_at_k(3, 2, 2) + pass_at_k(3, 1, 2)) / 2)
     assert out["maj@2"] == pytest.approx((1.0 + 0.0) / 2)  # problem 2: "2" and "2" outvote "3"
     assert out["reward_std_zero_share"] == 0.0
+
+
+def test_regularised_value_reads_the_sampled_reward_and_its_kl():
+    metrics = {"test/sampled_mean_reward": 2.0, "test/kl_to_reference": 0.4, "val/sampled_mean_reward": 1.0}
+    assert regularised_value(metrics, beta=0.5) == pytest.approx(1.8)
+    with pytest.raises(KeyError, match="kl_to_reference"):
+        regularised_value(metrics, beta=0.5, prefix="val")  # validation curves carry no KL
+    with pytest.raises(ValueError, match="beta"):
+        regularised_value(metrics, beta=0.0)

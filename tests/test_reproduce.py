@@ -112,3 +112,61 @@ def test_havrilla_verdicts_follow_the_declared_tests():
     assert verdicts == {"a": False, "b": True, "c": False, "d1": False, "d2": False}
     assert samples_to_converge({"samples": [0, 1, 2], "maj@1": [0.3, 0.31, 0.305]}) is None  # no gain: nothing to reach
     assert samples_to_converge({"samples": [0, 10, 20, 30], "maj@1": [0.1, 0.5, 0.55, 0.6]}) == 20
+
+
+# --- Flet-Berliac et al.: CoPG off-policy, tabular bandit and through the agents ----------------------
+
+
+def test_the_tabular_bandit_separates_copg_from_the_biased_methods():
+    """Part (a) at its full step count on one seed: CoPG reaches pi*, the others do not."""
+    from lmgym.envs.bandit import BanditTask
+    from lmgym.reproduce.copg import EPSILON, FULL, tabular_run
+
+    optimum = BanditTask(beta=0.5).optimal_policy()
+    copg = tabular_run("copg", 0, FULL)
+    assert copg["regret"] < EPSILON and abs(copg["curve"][0][1] - copg["regret"]) > 0.1  # it moved, to ~0
+    assert max(abs(p - q) for p, q in zip(copg["policy"], optimum)) < 0.02
+    for method in ("ipo", "pg-zero", "pg-mean"):
+        assert tabular_run(method, 0, FULL)["regret"] > 0.05
+
+
+@pytest.fixture(scope="module")
+def copg(tmp_path_factory):
+    out = tmp_path_factory.mktemp("copg")
+    return out, reproduce.load("copg").run(out, quick=True, progress=False)
+
+
+def test_quick_copg_runs_both_parts_and_writes_a_report(copg):
+    from lmgym.reproduce.copg import LM_ARMS, QUICK
+
+    out, summary = copg
+    assert set(summary["tabular"]) == {"copg", "ipo", "pg-zero", "pg-mean"}
+    assert set(summary["lm"]) == {"base", *LM_ARMS}
+    assert summary["verdicts"]["b"] == "inconclusive"  # one seed: no interval
+    tuning = json.loads((out / "tuning.json").read_text())
+    assert all(len(t["trials"]) == len(QUICK.lrs) for t in tuning.values())
+    for t in tuning.values():  # tuning reads validation, never test
+        assert all(not key.startswith("test") for trial in t["trials"] for key in trial)
+    cell = lambda name: json.loads(next((out / "runs" / name).rglob("result.json")).read_text())
+    ipo = cell("ipo")["agent"]["config"]
+    assert ipo["loss"] == "ipo" and ipo["labels"] == "bradley_terry" and not ipo["online"]
+    assert cell("pg-mean")["agent"]["config"]["pg_baseline"] == "mean" and cell("copg")["agent"]["config"]["data"] == "offline"
+    for name in LM_ARMS:  # every arm's value is from sampled evaluation, with its KL
+        assert summary["lm"][name]["optimizer_steps"] > 0 and "test/kl_to_reference" in cell(name)["metrics"]
+    report = (out / "report.md").read_text()
+    assert "declared before the run" in report and "Its verdicts mean nothing" in report
+    assert (out / "copg.png").stat().st_size > 0
+
+
+def test_copg_verdicts_follow_the_declared_tests():
+    from lmgym.reproduce.copg import _verdicts
+
+    optimum = [0.705, 0.259, 0.035]
+    tabular = {"copg": {"regret": [0.001, 0.0005, 0.002], "policy": optimum},
+               **{m: {"regret": [0.15, 0.12, 0.18], "policy": [0.4, 0.4, 0.2]} for m in ("ipo", "pg-zero", "pg-mean")}}
+    lm = lambda **values: {name: {"seeds": [0, 1, 2], "value_values": [v - 0.01, v, v + 0.01]} for name, v in values.items()}
+    verdicts, _ = _verdicts(tabular, lm(copg=1.6, ipo=1.4, **{"pg-zero": 1.3, "pg-mean": 1.5}), optimum)
+    assert verdicts == {"a": True, "b": True}
+    tabular["ipo"]["regret"] = [0.004, 0.002, 0.006]  # IPO also reaches ~0: the claim fails
+    verdicts, _ = _verdicts(tabular, lm(copg=1.4, ipo=1.6, **{"pg-zero": 1.3, "pg-mean": 1.5}), optimum)
+    assert verdicts == {"a": False, "b": False}

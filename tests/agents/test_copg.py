@@ -12,7 +12,8 @@ import torch
 
 from agents import load_agent
 from agents.copg import biased_off_policy_pg_loss, copg_loss, group_pairs
-from agents.dpo import ipo_loss, preference_pairs
+from agents.core import random_pairs
+from agents.dpo import bradley_terry_pairs, ipo_loss, preference_pairs
 from lmgym.envs.bandit import BanditTask
 from lmgym.rollout import Budget
 from tests.agents.conftest import ENV, small_config
@@ -48,6 +49,55 @@ def test_copg_with_preference_rewards_is_ipo(beta):
 def test_pairs():
     assert group_pairs([3, 2]) == [(0, 1), (0, 2), (1, 2), (3, 4)]
     assert preference_pairs([1.0, 0.0, 1.0, 0.5, 0.5], [3, 2]) == [(0, 1), (2, 1)]
+
+
+def test_random_pairs_are_disjoint_within_groups_and_linear_in_size():
+    rng = np.random.default_rng(0)
+    pairs = random_pairs([5, 4], rng)
+    assert len(pairs) == 2 + 2
+    used = [i for pair in pairs for i in pair]
+    assert len(used) == len(set(used))  # each sample in at most one pair
+    assert all((i < 5) == (j < 5) for i, j in pairs)  # never across groups
+    big = random_pairs([10_000], rng, limit=64)  # one prompt's huge group: 64 pairs, not 5e7
+    assert len(big) == 64 and len({i for pair in big for i in pair}) == 128
+    assert random_pairs([1, 1], rng) == []
+
+
+def test_bradley_terry_labels_follow_the_reward_gap():
+    rng = np.random.default_rng(0)
+    rewards = [1.0, 0.0] * 5000
+    pairs = bradley_terry_pairs(rewards, [(i, i + 1) for i in range(0, 10_000, 2)], rng)
+    first_chosen = np.mean([w % 2 == 0 for w, _ in pairs])
+    assert first_chosen == pytest.approx(1 / (1 + np.exp(-1.0)), abs=0.02)  # sigmoid(1) = 0.731
+    ties = bradley_terry_pairs([0.5] * 2000, [(i, i + 1) for i in range(0, 2000, 2)], rng)
+    assert np.mean([w < l for w, l in ties]) == pytest.approx(0.5, abs=0.05)
+
+
+def test_one_prompt_dataset_with_random_pairing(tiny_model_dir, tmp_path):
+    """The paper's bandit as a file: one prompt, many scored samples. "all" pairing would
+    contrast every sample with every other; "random" takes disjoint pairs, capped."""
+    scored = tmp_path / "bandit.jsonl"
+    rng = np.random.default_rng(0)
+    arms = rng.choice(3, size=400, p=(0.1, 0.2, 0.7))
+    scored.write_text("\n".join(json.dumps({"prompt": "Arm:", "completion": " " + "ABC"[a], "reward": (2.5, 2.0, 1.0)[a]})
+                                for a in arms))
+    agent_class = load_agent("copg")
+    agent = agent_class(small_config(agent_class, tiny_model_dir, data="offline", dataset=str(scored),
+                                     pairing="random", pairs_per_update=16))
+    agent.learn(ENV, Budget(max_samples=800), progress=False)
+    assert all(row["train/pairs"] == 16 for row in agent.train_log)
+
+
+@pytest.mark.parametrize("baseline", ["zero", "mean"])
+def test_uncorrected_pg_runs_on_the_same_data(tiny_model_dir, baseline):
+    agent_class = load_agent("copg")
+    agent = agent_class(small_config(agent_class, tiny_model_dir, loss="pg", pg_baseline=baseline, pairing="random"))
+    agent.learn(ENV, Budget(max_samples=16), progress=False)
+    assert agent.optimizer_steps >= 1 and np.isfinite(agent.train_log[-1]["losses/copg"])
+    with pytest.raises(ValueError, match="loss must be"):
+        agent_class.Config(loss="ipo")
+    with pytest.raises(ValueError, match="pg_baseline"):
+        agent_class.Config(loss="pg", pg_baseline="median")
 
 
 def test_biased_pg_has_no_baseline():

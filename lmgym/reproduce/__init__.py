@@ -81,6 +81,25 @@ def arm(folder: Path, env: str, agent_name: str, overrides: dict, *, seeds, samp
     return run_bench(config, progress=progress)
 
 
+def declare(out: Path, claims: dict, plan) -> None:
+    """Write the declared claims and plan (``out/claims.json``) before anything runs."""
+    import dataclasses
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "claims.json").write_text(json.dumps({"claims": claims, "plan": dataclasses.asdict(plan)}, indent=2))
+
+
+def verdict_lines(verdicts: dict, evidence: dict, deviations: str = "none.") -> list[str]:
+    """The report's tail: each claim's verdict, the numbers its test read, and the deviations."""
+    lines = [f"- **({key}) {result}**" for key, result in verdicts.items()]
+    if evidence:
+        lines += ["", "What the tests read:", ""]
+        for key, value in evidence.items():
+            shown = fmt(value) if isinstance(value, list) and len(value) == 3 else value
+            lines.append(f"- {key}: {shown}")
+    return lines + ["", f"Deviations from the declared plan: {deviations}", ""]
+
+
 def fmt(interval) -> str:
     """``point [low, high]``, or the point alone when there is no interval; ``-`` for none."""
     if interval is None:

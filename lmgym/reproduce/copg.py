@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmgym.reproduce import arm, fmt, log, verdict
+from lmgym.reproduce import arm, declare, fmt, log, verdict, verdict_lines
 
 NAME = "copg"
 ENV = "lmgym/Bandit-v0"
@@ -258,8 +258,7 @@ def run(out: str | Path, quick: bool = False, progress: bool = True) -> dict:
 
     out, plan = Path(out), QUICK if quick else FULL
     start = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "claims.json").write_text(json.dumps({"claims": CLAIMS, "plan": dataclasses.asdict(plan)}, indent=2))
+    declare(out, CLAIMS, plan)
     task = BanditTask(beta=BETA)
     tabular_file = out / "tabular.json"
     if tabular_file.is_file():
@@ -360,12 +359,5 @@ def report(summary: dict) -> str:
     lines += ["", tabulate(rows, headers=["arm", "seeds", "E[R] - beta KL", "E[R] (sampled)", "KL to reference",
                                           "samples", "opt. steps", "trained tokens", "wall s"], tablefmt="github"), "",
               "![regret, policies, language bandit](copg.png)", "", "## Verdicts", ""]
-    for key, result in summary["verdicts"].items():
-        lines.append(f"- **({key}) {result}**")
-    if summary["evidence"]:
-        lines += ["", "What the tests read:", ""]
-        for key, value in summary["evidence"].items():
-            shown = fmt(value) if isinstance(value, list) and len(value) == 3 else value
-            lines.append(f"- {key}: {shown}")
-    lines += ["", "Deviations from the declared plan: none.", ""]
+    lines += verdict_lines(summary["verdicts"], summary["evidence"])
     return "\n".join(lines)

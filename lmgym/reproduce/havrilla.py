@@ -47,13 +47,12 @@ Everything else (budget, K, eval sizes, grids) is fixed in :data:`FULL` below, b
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from lmgym.reproduce import arm, fmt, log, trial, verdict
+from lmgym.reproduce import arm, declare, fmt, log, trial, verdict, verdict_lines
 
 ENV = "lmgym/MultiStepArithmetic-v0"
 MODEL = "multistep-tiny"
@@ -212,8 +211,7 @@ def run(out: str | Path, quick: bool = False, progress: bool = True) -> dict:
 
     out, plan = Path(out), QUICK if quick else FULL
     start = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "claims.json").write_text(json.dumps({"claims": CLAIMS, "plan": dataclasses.asdict(plan)}, indent=2))
+    declare(out, CLAIMS, plan)
     tuning = _tune(out, plan, progress)
     write_json_atomic(out / "tuning.json", tuning)
     results = {}
@@ -294,12 +292,5 @@ def report(summary: dict) -> str:
     lines += [tabulate(rows, headers=["arm", "seeds", "maj@1 (greedy)", "sampled accuracy", f"maj@{k}", f"pass@{k}",
                                       "samples", "opt. steps", "trained tokens", "wall s"], tablefmt="github"), "",
               "![curves and test](havrilla.png)", "", "## Verdicts", ""]
-    for key, result in summary["verdicts"].items():
-        lines.append(f"- **({key}) {result}**")
-    if summary["evidence"]:
-        lines += ["", "What the tests read:", ""]
-        for key, value in summary["evidence"].items():
-            shown = fmt(value) if isinstance(value, list) and len(value) == 3 else value
-            lines.append(f"- {key}: {shown}")
-    lines += ["", "Deviations from the declared plan: none.", ""]
+    lines += verdict_lines(summary["verdicts"], summary["evidence"])
     return "\n".join(lines)

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmgym.reproduce import arm, fmt, log, trial, verdict
+from lmgym.reproduce import arm, declare, fmt, log, trial, verdict
 
 ENV = "lmgym/Arithmetic-v0"
 RELABEL = {"relabel": 0.1}
@@ -198,8 +198,7 @@ def run(out: str | Path, quick: bool = False, progress: bool = True) -> dict:
 
     out, plan = Path(out), QUICK if quick else FULL
     start = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "claims.json").write_text(json.dumps({"claims": CLAIMS, "plan": dataclasses.asdict(plan)}, indent=2))
+    declare(out, CLAIMS, plan)
     tuning = _tune(out, plan, progress)
     write_json_atomic(out / "tuning.json", tuning)
     results = {}

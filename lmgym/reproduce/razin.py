@@ -267,8 +267,6 @@ def _plots(out: Path, results: dict) -> None:
     plt.close(fig)
 
 
-
-
 def report(summary: dict) -> str:
     from tabulate import tabulate
 

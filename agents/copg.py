@@ -31,14 +31,13 @@ Logged: train/reward, train/reward_std_zero_share, losses/copg, train/pairs, tra
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from agents.core import Agent, AgentConfig, random_pairs, read_jsonl
+from agents.core import Agent, AgentConfig, group_pairs, random_pairs, read_jsonl
 from lmgym.generation import make_generator
 from lmgym.rollout import Budget
 
@@ -53,15 +52,6 @@ def biased_off_policy_pg_loss(rewards, log_ratios, logprobs, beta: float) -> tor
     weights or a contrastive baseline: ``-mean(sg[R - beta h] * log pi(y))``. Biased off-policy;
     kept as the baseline that CoPG corrects (its fixed point is not pi*)."""
     return -((rewards - beta * log_ratios).detach() * logprobs).mean()
-
-
-def group_pairs(group_sizes: list[int]) -> list[tuple[int, int]]:
-    """Every pair (i, j), i < j, of samples in the same group, as indices into the flat batch."""
-    pairs, start = [], 0
-    for size in group_sizes:
-        pairs.extend(itertools.combinations(range(start, start + size), 2))
-        start += size
-    return pairs
 
 
 @dataclass

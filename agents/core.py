@@ -31,6 +31,7 @@ sampling is seeded the same way, so an interrupted run resumes to the same state
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import random
@@ -916,10 +917,19 @@ def _set_rng_state(device: torch.device, state) -> None:
         torch.cuda.set_rng_state(state[1], device)
 
 
+def group_pairs(group_sizes: list[int]) -> list[tuple[int, int]]:
+    """Every pair (i, j), i < j, of samples in the same group, as indices into the flat batch."""
+    pairs, start = [], 0
+    for size in group_sizes:
+        pairs.extend(itertools.combinations(range(start, start + size), 2))
+        start += size
+    return pairs
+
+
 def random_pairs(group_sizes: list[int], rng: np.random.Generator, limit: int | None = None) -> list[tuple[int, int]]:
     """Disjoint random pairs within each group (a group of n gives n // 2; an odd one out waits
     for another draw), as indices into the flat batch; at most ``limit`` of them, drawn uniformly.
-    Unlike every-pair pairing (``agents.copg.group_pairs``) a large group (one prompt with many scored samples, as in the
+    Unlike :func:`group_pairs` a large group (one prompt with many scored samples, as in the
     paper's bandit) costs pairs linear in its size, and each sample is in one pair, so the
     pairs are independent draws of (y, y') from the behaviour policy."""
     pairs, start = [], 0

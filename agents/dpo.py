@@ -24,14 +24,13 @@ train/preference_accuracy (share of pairs with h(y_w) > h(y_l)), train/margin.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from agents.core import Agent, AgentConfig, random_pairs, read_jsonl
+from agents.core import Agent, AgentConfig, group_pairs, random_pairs, read_jsonl
 from lmgym.generation import make_generator
 from lmgym.rollout import Budget
 
@@ -55,16 +54,12 @@ def chosen_nll(sequence_logprobs: torch.Tensor, lengths: torch.Tensor) -> torch.
 
 def preference_pairs(rewards: list[float], group_sizes: list[int]) -> list[tuple[int, int]]:
     """(chosen, rejected) indices into the flat batch: every within-group pair whose rewards differ."""
-    pairs, start = [], 0
-    for size in group_sizes:
-        for i in range(start, start + size):
-            for j in range(i + 1, start + size):
-                if rewards[i] > rewards[j]:
-                    pairs.append((i, j))
-                elif rewards[j] > rewards[i]:
-                    pairs.append((j, i))
-        start += size
-    return pairs
+    return reward_preferences(rewards, group_pairs(group_sizes))
+
+
+def reward_preferences(rewards: list[float], pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Each pair oriented (chosen, rejected) by its rewards; pairs whose rewards tie are dropped."""
+    return [(i, j) if rewards[i] > rewards[j] else (j, i) for i, j in pairs if rewards[i] != rewards[j]]
 
 
 def bradley_terry_pairs(rewards: list[float], pairs: list[tuple[int, int]], rng: np.random.Generator,
@@ -144,15 +139,11 @@ class DPO(Agent):
         rewards = [s.reward for s in batch.samples]
         sizes = [batch.n] * batch.num_prompts
         rng = np.random.default_rng([cfg.seed, self.iteration_count, 23])
+        candidates = random_pairs(sizes, rng) if cfg.pairing == "random" else group_pairs(sizes)
         if cfg.labels == "bradley_terry":
-            pairs = bradley_terry_pairs(rewards, random_pairs(sizes, rng) if cfg.pairing == "random" else
-                                        [pair for start in range(0, len(rewards), batch.n)
-                                         for pair in itertools.combinations(range(start, start + batch.n), 2)], rng)
+            pairs = bradley_terry_pairs(rewards, candidates, rng)
         else:
-            pairs = preference_pairs(rewards, sizes)
-            if cfg.pairing == "random":  # one pair per disjoint random couple, where its rewards differ
-                pairs = [(i, j) if rewards[i] > rewards[j] else (j, i) for i, j in random_pairs(sizes, rng)
-                         if rewards[i] != rewards[j]]
+            pairs = reward_preferences(rewards, candidates)
         fresh = [(batch.samples[w].prompt_token_ids, batch.samples[w].token_ids, batch.samples[l].token_ids)
                  for w, l in pairs]
         return fresh, batch

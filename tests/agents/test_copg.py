@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from agents import load_agent
-from agents.copg import biased_off_policy_pg_loss, copg_loss, group_pairs
-from agents.core import random_pairs
+from agents.copg import biased_off_policy_pg_loss, copg_loss
+from agents.core import group_pairs, random_pairs
 from agents.dpo import bradley_terry_pairs, ipo_loss, preference_pairs
 from lmgym.envs.bandit import BanditTask
 from lmgym.rollout import Budget

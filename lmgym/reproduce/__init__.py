@@ -40,10 +40,12 @@ def log(name: str, message: str, progress: bool) -> None:
 
 
 def trial(folder: Path, env: str, agent_name: str, overrides: dict, *, model: str, samples: int, eval_problems: int,
-          eval_every: int, env_kwargs: dict, progress: bool, save_model: bool = False) -> dict:
-    """One tuning trial: train on seed 0 and read the validation split only (never test); resumable
+          eval_every: int, env_kwargs: dict, progress: bool, save_model: bool = False, seed: int = 0,
+          measure=None) -> dict:
+    """One tuning trial: train on ``seed`` and read the validation split only (never test); resumable
     (the agent checkpoints into ``folder``) and skipped once its record exists. The record has the
-    best and the last validation ground truth along the curve, and the trial's compute."""
+    best and the last validation ground truth along the curve, the trial's compute, and whatever
+    ``measure(agent)`` returns (a dict: a reproduction's own validation measurement)."""
     from agents import load_agent
     from lmgym.io import write_json_atomic
     from lmgym.rollout import Budget
@@ -52,7 +54,7 @@ def trial(folder: Path, env: str, agent_name: str, overrides: dict, *, model: st
     if record_file.is_file():
         return json.loads(record_file.read_text())
     agent_class = load_agent(agent_name)
-    config = agent_class.Config(model=model, seed=0, eval_problems=eval_problems, eval_every=eval_every, eval_k=1,
+    config = agent_class.Config(model=model, seed=seed, eval_problems=eval_problems, eval_every=eval_every, eval_k=1,
                                 **overrides)
     agent = agent_class(config)
     learned = agent.learn(env, Budget(max_samples=samples), run_dir=folder, env_kwargs=env_kwargs, progress=progress,
@@ -62,6 +64,8 @@ def trial(folder: Path, env: str, agent_name: str, overrides: dict, *, model: st
               "validation_last": learned.curve[-1]["val/ground_truth"],
               "validation_by_subset": {k: v for k, v in learned.curve[-1].items() if k.startswith("val/ground_truth[")},
               "optimizer_steps": agent.optimizer_steps, "trained_tokens": agent.trained_tokens}
+    if measure is not None:
+        record.update(measure(agent))
     if save_model:
         agent.save_model(folder / "model")
     write_json_atomic(record_file, record)

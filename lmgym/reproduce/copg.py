@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmgym.reproduce import arm, declare, fmt, log, verdict, verdict_lines
+from lmgym.reproduce import arm, declare, fmt, log, trial, verdict, verdict_lines
 
 NAME = "copg"
 ENV = "lmgym/Bandit-v0"
@@ -160,27 +160,20 @@ def _shared(plan: Plan) -> dict:
 
 
 def lm_trial(folder: Path, name: str, lr: float, plan: Plan, progress: bool) -> dict:
-    """Train arm ``name`` at ``lr`` on the tuning seed and measure its regularised value on
-    validation (``k`` samples, KL on); resumable: skipped once its record exists."""
-    from agents import load_agent
-    from lmgym.io import write_json_atomic
+    """Train arm ``name`` at ``lr`` on the tuning seed (:func:`lmgym.reproduce.trial`) and measure its
+    regularised value on validation (``k`` samples, KL on)."""
     from lmgym.metrics import regularised_value
-    from lmgym.rollout import Budget
 
-    record_file = folder / "trial.json"
-    if record_file.is_file():
-        return json.loads(record_file.read_text())
+    def measure(agent) -> dict:
+        metrics = agent.evaluate_samples(ENV, k=plan.k, problems=1, split="validation", kl=True)
+        return {"arm": name, "lr": lr, "validation_regularised_value": regularised_value(metrics, BETA, "val"),
+                "validation_sampled_reward": metrics["val/sampled_mean_reward"],
+                "validation_kl": metrics["val/kl_to_reference"]}
+
     agent_name, overrides = LM_ARMS[name]
-    agent_class = load_agent(agent_name)
-    config = agent_class.Config(model=MODEL, seed=plan.tuning_seed, eval_problems=1, eval_k=1, **_shared(plan), **overrides, lr=lr)
-    agent = agent_class(config)
-    agent.learn(ENV, Budget(max_samples=plan.samples), run_dir=folder, progress=progress, test=False)
-    metrics = agent.evaluate_samples(ENV, k=plan.k, problems=1, split="validation", kl=True)
-    record = {"arm": name, "lr": lr, "validation_regularised_value": regularised_value(metrics, BETA, "val"),
-              "validation_sampled_reward": metrics["val/sampled_mean_reward"], "validation_kl": metrics["val/kl_to_reference"],
-              "optimizer_steps": agent.optimizer_steps, "trained_tokens": agent.trained_tokens}
-    write_json_atomic(record_file, record)
-    return record
+    shared = {key: value for key, value in _shared(plan).items() if key != "eval_every"}  # trial sets it
+    return trial(folder, ENV, agent_name, {**shared, **overrides, "lr": lr}, model=MODEL, samples=plan.samples,
+                 eval_problems=1, eval_every=0, env_kwargs={}, progress=progress, seed=plan.tuning_seed, measure=measure)
 
 
 def _tune(out: Path, plan: Plan, progress: bool) -> dict:

@@ -89,11 +89,18 @@ def test_one_prompt_dataset_with_random_pairing(tiny_model_dir, tmp_path):
 
 
 @pytest.mark.parametrize("baseline", ["zero", "mean"])
-def test_uncorrected_pg_runs_on_the_same_data(tiny_model_dir, baseline):
+def test_uncorrected_pg_runs_on_the_same_data(warm_model_dir, baseline):
+    from tests.conftest import EASY_ARITHMETIC
+
     agent_class = load_agent("copg")
-    agent = agent_class(small_config(agent_class, tiny_model_dir, loss="pg", pg_baseline=baseline, pairing="random"))
-    agent.learn(ENV, Budget(max_samples=16), progress=False)
+    agent = agent_class(small_config(agent_class, warm_model_dir, loss="pg", pg_baseline=baseline, pairing="random"))
+    agent.learn(ENV, Budget(max_samples=16), env_kwargs=EASY_ARITHMETIC, progress=False)
     assert agent.optimizer_steps >= 1 and np.isfinite(agent.train_log[-1]["losses/copg"])
+    contrast = agent_class(small_config(agent_class, warm_model_dir, pairing="random"))  # same seed, same samples
+    contrast.learn(ENV, Budget(max_samples=16), env_kwargs=EASY_ARITHMETIC, progress=False)
+    first, other = agent.train_log[0], contrast.train_log[0]
+    assert first["train/reward"] == other["train/reward"] and first["train/reward"] > 0  # rewards to weigh
+    assert first["losses/copg"] != pytest.approx(other["losses/copg"])  # the policy-gradient loss ran, not CoPG's
     with pytest.raises(ValueError, match="loss must be"):
         agent_class.Config(loss="ipo")
     with pytest.raises(ValueError, match="pg_baseline"):

@@ -744,6 +744,15 @@ def _on_alarm(signum, frame):
     raise _Deadline
 
 
+def _stop_alarm():
+    while True:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            return
+        except _Deadline:  # it fired as it was being stopped: the run ended at its limit anyway
+            continue
+
+
 class _Channel:
     """The judge's end of one candidate: framed requests out, framed replies in, one deadline."""
 
@@ -758,7 +767,10 @@ class _Channel:
         try:
             _send(self.request_fd, message)
             reply = _receive(self.reply_fd, self.deadline)
-        except (OSError, TimeoutError):
+        except TimeoutError:  # the wall-time limit passed while waiting (the alarm may not have fired yet)
+            self.ended = True
+            raise _Deadline from None
+        except OSError:
             reply = None
         if reply is None or type(reply) is not dict:
             self.ended = True
@@ -966,9 +978,11 @@ def _judge(job, channel):
             break
     if not channel.ended:
         try:
-            channel.ask({"op": "finish"})
+            channel.ask({"op": "finish"})  # its answer says whether the policy layer saw an attempt
         except _RunEnded:
             pass
+        except _Deadline:  # every test ran, but the run did not end within its limit
+            return "timeout", "wall-time limit", tests
     return None, "", tests
 
 
@@ -1012,15 +1026,19 @@ def _verdict(job, zygote, scratch):
     os.close(request_r)
     os.close(reply_w)
     channel = _Channel(request_w, reply_r, deadline)
-    signal.setitimer(signal.ITIMER_REAL, max(job["timeout"], 1e-3))
+    # The alarm is one-shot, and it may fire anywhere, also while it is being stopped (a run
+    # that ends right at its limit): the outer handler catches it wherever it lands, so that
+    # it never escapes the verdict and ends the worker.
     try:
-        kind, message, tests = _judge(job, channel)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, max(job["timeout"], 1e-3))
+            kind, message, tests = _judge(job, channel)
+        except _RunEnded:
+            kind, message, tests = "ended", "", None
+        finally:
+            _stop_alarm()
     except _Deadline:
         kind, message, tests = "timeout", "wall-time limit", None
-    except _RunEnded:
-        kind, message, tests = "ended", "", None
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
     if tests is None:
         tests = [{"passed": False, "kind": "not_run", "message": "", "seconds": 0.0} for _ in job["tests"]]
     ended = channel.ended or kind == "ended" or any(test["kind"] in ("ended", "timeout") for test in tests)

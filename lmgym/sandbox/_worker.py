@@ -425,13 +425,16 @@ def _install_policy(scratch, readable, listable, violations, count_files):
     (at most MAX_FILES files opened for writing when ``count_files``: the disk budget where no
     tmpfs enforces one); no /proc except its own; signals only to itself.
 
+    Installed once in the zygote, where it lets everything pass, and armed in each candidate
+    (the returned ``arm()``) just before the program runs: a hook costs ~60 page faults and
+    0.3 ms to set up, which every candidate would otherwise pay again.
+
     A policy layer inside the untrusted interpreter, not the boundary: it names the attempt
     (an attempt scores 0 even if the program catches the exception), while Landlock, the
     dropped uid, the namespaces and the rlimits contain what gets past it.
     """
     realpath, fspath, getpid, startswith = os.path.realpath, os.fspath, os.getpid, str.startswith
-    own_pid = getpid()
-    own_proc = (f"/proc/{own_pid}/", "/proc/self/", "/proc/thread-self/")
+    armed = []  # empty in the zygote (the hook lets everything pass); [pid, own /proc prefixes] in a candidate
     prefix = scratch + os.sep
     append = violations.append
     devices = ("/dev/null", "/dev/urandom", "/dev/zero")
@@ -457,13 +460,15 @@ def _install_policy(scratch, readable, listable, violations, count_files):
         if path is None:
             return False
         return (path == scratch or startswith(path, prefix) or path in devices or path in readable_exact
-                or startswith(path, readable) or startswith(path + os.sep, own_proc))
+                or startswith(path, readable) or startswith(path + os.sep, armed[1]))
 
     def deny(event, detail):
         append(f"{event}: {detail}")
         raise _Violation(f"lmgym sandbox: {event} is not allowed ({detail})")
 
     def hook(event, args):
+        if not armed:
+            return
         if event == "ctypes.dlopen":  # importing ctypes (numpy does) loads libc: fine; a dropped .so is not
             if args and args[0] is not None and inside(args[0]):
                 deny(event, f"loading {args[0]!r} from the scratch directory")
@@ -493,12 +498,17 @@ def _install_policy(scratch, readable, listable, violations, count_files):
                 if position < len(args) and not inside(args[position]):
                     deny(event, f"{args[position]!r} is outside the scratch directory")
         elif event == "os.kill" or event == "os.killpg":
-            if args[0] not in (0, own_pid):
+            if args[0] not in (0, armed[0]):
                 deny(event, f"signal to process {args[0]}")
         elif event == "import" and args[0] in ("_xxsubinterpreters", "_xxinterpchannels"):
             deny(event, f"module {args[0]}")
 
+    def arm():
+        pid = getpid()
+        armed[:] = [pid, (f"/proc/{pid}/", "/proc/self/", "/proc/thread-self/")]
+
     sys.addaudithook(hook)
+    return arm
 
 
 def _block_fork_exec(violations):
@@ -570,15 +580,10 @@ def _candidate(request_fd, reply_fd, state):
             if state["path_fds"]:
                 native["prctl"](4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: /proc/self/fd readable again
         if native is not None:
-            native["prctl"](38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS (Landlock's precondition)
-            if ruleset is not None:
+            if ruleset is not None:  # PR_SET_NO_NEW_PRIVS, Landlock's precondition, is set in the zygote
                 if native["syscall"](_SYS_LANDLOCK_RESTRICT, ruleset, 0) != 0:
                     raise OSError("landlock_restrict_self failed")
                 os.close(ruleset)
-        os.chdir(scratch)
-        os.environ["HOME"] = os.environ["TMPDIR"] = scratch  # the rest was scrubbed by the worker
-        sys.path[:] = state["sys_path"]
-        sys.path_importer_cache.clear()
         if "random" in sys.modules:
             sys.modules["random"].seed(0)  # the same program gets the same verdict
         memory = job["memory_mb"] << 20
@@ -588,11 +593,8 @@ def _candidate(request_fd, reply_fd, state):
                             ("RLIMIT_NPROC", state["nproc"] + job["processes"]), ("RLIMIT_CORE", 0)):
             # CPU: SIGXCPU at the soft limit (reported as a timeout), SIGKILL a second later.
             resource.setrlimit(getattr(resource, name), (value, value + 1 if name == "RLIMIT_CPU" else value))
-        sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000))
-        sys.stdin, sys.stdout, sys.stderr = state["stdio"]  # made by the worker; now on the redirected fds
-        violations = []
-        _install_policy(scratch, state["readable"], state["listable"], violations, count_files=not state["tmpfs"])
-        _block_fork_exec(violations)
+        violations = _VIOLATIONS  # empty: the zygote's hook never records anything
+        state["arm"]()
     except BaseException as error:  # the sandbox could not be set up: never run the program
         try:
             _send(reply_fd, {"kind": "exception", "message": f"sandbox setup failed: {_describe(error)}",
@@ -1137,6 +1139,21 @@ def _zygote_loop(sock, state):
     native = state["native"]
     if native is not None:
         native["prctl"](36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: a candidate's orphans come back here
+        native["prctl"](38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS (Landlock's precondition; the zygote never execs)
+    # What every candidate needs and no job changes is set up here, once, and inherited: the
+    # scratch directory as cwd, HOME and TMPDIR, the import path without site-packages, the
+    # standard streams, the recursion limit, and the policy layer (disarmed until a candidate
+    # arms it). Each of these costs page faults when a candidate does it after the fork.
+    scratch = state["scratch"]
+    os.chdir(scratch)
+    os.environ["HOME"] = os.environ["TMPDIR"] = scratch  # the rest was scrubbed by the worker
+    sys.path[:] = state["sys_path"]
+    sys.path_importer_cache.clear()
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000))
+    sys.stdin, sys.stdout, sys.stderr = state["stdio"]  # on fds 0-2, which each candidate redirects
+    state["arm"] = _install_policy(scratch, state["readable"], state["listable"], _VIOLATIONS,
+                                   count_files=not state["tmpfs"])
+    _block_fork_exec(_VIOLATIONS)
     while True:
         try:
             message, fds, _, _ = socket.recv_fds(sock, 64, 2)
@@ -1181,6 +1198,7 @@ def _zygote_loop(sock, state):
 
 
 _ZOMBIES = set()
+_VIOLATIONS = []  # the policy layer's record in a candidate (always empty in the zygote)
 
 
 def _sweep():

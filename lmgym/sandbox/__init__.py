@@ -12,8 +12,10 @@ judged where the program cannot reach.
 How it works. A :class:`Sandbox` starts ``workers`` workers: fresh interpreters
 (``python -I lmgym/sandbox/_worker.py``, standard library only, scrubbed environment) that
 pre-import the modules solutions commonly use. Each worker is a *judge* and, forked from it
-before the first job, a *zygote*. For each job the zygote forks a *candidate* that runs the
-program; the judge runs the tests, and every time a test touches the program (calls a
+before the first job, a *zygote*. The zygote keeps one *candidate* forked ahead (a spare,
+still running as the zygote's user and holding nothing of any job); each job takes the spare,
+which confines itself and runs the program, and the zygote forks the next one while the job
+runs. The judge runs the tests, and every time a test touches the program (calls a
 function it defined, reads an attribute of its object, ...) the judge asks the candidate
 over a pipe and gets back **data**: JSON of None, bool, int, float, str, bytes, complex,
 list, tuple, set, dict, range, Decimal, Fraction (subclasses travel as their base type), or

@@ -6,7 +6,8 @@ Three processes take part in one job::
 
     host (lmgym) --job--> worker = judge: runs the trusted tests, compares, sends the verdict
                             |  zygote: forked from the worker before it ever saw a test;
-                            |          forks one candidate per job and reaps it
+                            |          keeps one spare candidate forked ahead, hands it to
+                            |          the judge for a job, forks the next, reaps them
                             `-- candidate (forked from the zygote): runs the untrusted program
                                  and answers the judge's calls with data
 
@@ -552,17 +553,8 @@ def _candidate(request_fd, reply_fd, state):
     """Runs in the forked candidate. Never returns: ends with os._exit."""
     exit_ = os._exit
     try:
-        job = _receive(request_fd)  # the program and its limits (the tests never come here)
-        if job is None:
-            exit_(0)
-        scratch = state["scratch"]
-        os.setsid()
-        for fd, path, flags in ((0, "/dev/null", os.O_RDONLY),
-                                (1, os.path.join(scratch, "stdout"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
-                                (2, os.path.join(scratch, "stderr"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
-            new = os.open(path, flags, 0o600)
-            os.dup2(new, fd)
-            os.close(new)
+        # As a spare, ahead of its job: nothing here depends on the job, and the process still
+        # runs as the zygote's user, so a program running meanwhile cannot reach it.
         ruleset = state["ruleset"]
         keep = sorted({request_fd, reply_fd, *state["path_fds"].values(), *([ruleset] if ruleset is not None else [])})
         low = 3
@@ -570,6 +562,18 @@ def _candidate(request_fd, reply_fd, state):
             os.closerange(low, fd)
             low = fd + 1
         os.closerange(low, 65536)
+        job = _receive(request_fd)  # the program and its limits (the tests never come here)
+        if job is None:
+            exit_(0)
+        scratch = state["scratch"]
+        os.setsid()
+        # Only now: the previous job's verdict has read its stdout and stderr, and emptied the scratch dir.
+        for fd, path, flags in ((0, "/dev/null", os.O_RDONLY),
+                                (1, os.path.join(scratch, "stdout"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+                                (2, os.path.join(scratch, "stderr"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
+            new = os.open(path, flags, 0o600)
+            os.dup2(new, fd)
+            os.close(new)
         native, uid = state["native"], state["uid"]
         if uid is not None:
             os.chown(os.path.join(scratch, "stdout"), *uid)
@@ -1022,11 +1026,7 @@ def _status_kind(status, timed_out, max_output_bytes):
 def _verdict(job, zygote, scratch):
     started = time.monotonic()
     deadline = started + job["timeout"]
-    request_r, request_w = os.pipe()
-    reply_r, reply_w = os.pipe()
-    pid = zygote.fork(request_r, reply_w)
-    os.close(request_r)
-    os.close(reply_w)
+    pid, request_w, reply_r = zygote.take()
     channel = _Channel(request_w, reply_r, deadline)
     # The alarm is one-shot, and it may fire anywhere, also while it is being stopped (a run
     # that ends right at its limit): the outer handler catches it wherever it lands, so that
@@ -1107,7 +1107,7 @@ def _empty(path):
 
 
 class _Zygote:
-    """The worker's handle on its zygote: ``fork`` a candidate on two pipe ends, ``reap`` one."""
+    """The worker's handle on its zygote: ``take`` a spare candidate, ``reap`` one."""
 
     def __init__(self, state):
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -1121,9 +1121,13 @@ class _Zygote:
         child.close()
         self.socket = parent
 
-    def fork(self, request_fd, reply_fd):
-        socket.send_fds(self.socket, [b"F"], [request_fd, reply_fd])
-        return int(self.socket.recv(64))
+    def take(self):
+        """``(pid, request_fd, reply_fd)``: a candidate forked ahead, and the judge's ends of its pipes."""
+        self.socket.send(b"F")
+        message, fds, _, _ = socket.recv_fds(self.socket, 64, 2)
+        if len(fds) != 2:
+            raise OSError("the zygote did not hand out a candidate")
+        return int(message), fds[0], fds[1]
 
     def reap(self, pid, grace):
         """``(status, killed)`` of candidate ``pid``: its exit status (None if unknown), and
@@ -1133,6 +1137,24 @@ class _Zygote:
         if answer == b"-":
             return None, False
         return int(answer.lstrip(b"K")), answer.startswith(b"K")
+
+
+def _spawn(sock, state):
+    """Fork a spare candidate on two new pipes; ``(pid, request_w, reply_r)``, the judge's ends."""
+    request_r, request_w = os.pipe()
+    reply_r, reply_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            sock.close()
+            os.close(request_w)
+            os.close(reply_r)
+            _candidate(request_r, reply_w, state)
+        finally:
+            os._exit(1)
+    os.close(request_r)
+    os.close(reply_w)
+    return pid, request_w, reply_r
 
 
 def _zygote_loop(sock, state):
@@ -1154,25 +1176,23 @@ def _zygote_loop(sock, state):
     state["arm"] = _install_policy(scratch, state["readable"], state["listable"], _VIOLATIONS,
                                    count_files=not state["tmpfs"])
     _block_fork_exec(_VIOLATIONS)
+    # One candidate is always forked ahead and waits for its job: the fork, and the candidate's
+    # job-independent setup, run while the judge works on the previous job, not before the next.
+    spare = _spawn(sock, state)
     while True:
         try:
-            message, fds, _, _ = socket.recv_fds(sock, 64, 2)
+            message = sock.recv(64)
         except OSError:
             return
         if not message:
             return
-        if message == b"F" and len(fds) == 2:
-            _sweep()  # the previous candidate and anything it left behind
-            pid = os.fork()
-            if pid == 0:
-                sock.close()
-                try:
-                    _candidate(fds[0], fds[1], state)
-                finally:
-                    os._exit(1)
-            for fd in fds:
-                os.close(fd)
-            sock.send(b"%d" % pid)
+        if message == b"F":
+            pid, request_w, reply_r = spare
+            socket.send_fds(sock, [b"%d" % pid], [request_w, reply_r])
+            os.close(request_w)
+            os.close(reply_r)
+            _sweep(keep=pid)  # the previous candidate and anything it left behind
+            spare = _spawn(sock, state)
             _reap()
         elif message.startswith(b"R"):
             pid, grace = (int(field) for field in message[1:].split())
@@ -1191,25 +1211,24 @@ def _zygote_loop(sock, state):
                 sock.send(b"%s%d" % (b"K" if killed else b"", status))
             except ChildProcessError:
                 sock.send(b"-")
-            _sweep()
-        else:
-            for fd in fds:
-                os.close(fd)
+            _sweep(keep=spare[0])
 
 
 _ZOMBIES = set()
 _VIOLATIONS = []  # the policy layer's record in a candidate (always empty in the zygote)
 
 
-def _sweep():
-    """Kill every child of the zygote (finished candidates, and any orphan one left behind,
-    reparented here by PR_SET_CHILD_SUBREAPER); they are reaped by _reap."""
+def _sweep(keep):
+    """Kill every child of the zygote but ``keep`` (finished candidates, and any orphan one
+    left behind, reparented here by PR_SET_CHILD_SUBREAPER); they are reaped by _reap."""
     try:
         with open(f"/proc/self/task/{os.getpid()}/children") as handle:
             pids = [int(pid) for pid in handle.read().split()]
     except OSError:
         return
     for pid in pids:
+        if pid == keep:
+            continue
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:

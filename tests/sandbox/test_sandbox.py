@@ -25,9 +25,12 @@ def sandbox():
         yield box
 
 
-def live_descendants(pids: list[int], keep: tuple[int, ...] = ()) -> list[tuple[int, str]]:
-    """Live (non-zombie) processes below the given pids, as (pid, state), except ``keep``."""
-    parent_of, state_of = {}, {}
+def live_descendants(pids: list[int], zygotes: tuple[int, ...] = ()) -> list[tuple[int, str]]:
+    """Live (non-zombie) processes below the given pids, as (pid, state), except the
+    ``zygotes`` and the spare candidate each keeps forked ahead (a child of a zygote still in
+    the zygote's session: a candidate leaves it, with a session of its own, as its job starts,
+    and whatever a program starts inherits that session or makes a new one)."""
+    parent_of, state_of, session_of = {}, {}, {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -36,13 +39,14 @@ def live_descendants(pids: list[int], keep: tuple[int, ...] = ()) -> list[tuple[
                 fields = handle.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        state_of[int(name)], parent_of[int(name)] = fields[0], int(fields[1])
+        state_of[int(name)], parent_of[int(name)], session_of[int(name)] = fields[0], int(fields[1]), int(fields[3])
     found = []
     for pid, parent in parent_of.items():
         chain = parent
         while chain and chain not in pids and chain in parent_of:
             chain = parent_of[chain]
-        if chain in pids and state_of[pid] != "Z" and pid not in keep:
+        spare = parent in zygotes and session_of[pid] == session_of.get(parent)
+        if chain in pids and state_of[pid] != "Z" and pid not in zygotes and not spare:
             found.append((pid, state_of[pid]))
     return found
 
@@ -53,7 +57,7 @@ def assert_contained(sandbox, result, kind):
     assert result.kind == kind, (result.kind, result.message)
     assert all(os.kill(pid, 0) is None for pid in sandbox.worker_pids)  # workers alive
     deadline = time.monotonic() + 2
-    zygotes = tuple(sandbox.zygote_pids)  # each worker's one long-lived child
+    zygotes = tuple(sandbox.zygote_pids)  # each worker's one long-lived child (and its spare)
     while live_descendants(sandbox.worker_pids, zygotes) and time.monotonic() < deadline:
         time.sleep(0.05)  # a killed child may take a moment to be reaped
     assert live_descendants(sandbox.worker_pids, zygotes) == []

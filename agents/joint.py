@@ -15,8 +15,9 @@ One iteration:
 2. choose ``queries_per_prompt`` of each prompt's samples to ask the environment about
    (``exploration``): ``"thompson"`` draws one ensemble member per query and takes its
    favourite (Thompson sampling: uncertain samples get asked about); ``"greedy"`` takes the
-   ensemble mean's favourites; ``"uniform"`` picks at random. Only these are scored, and
-   only they are charged to ``Budget.queries`` (the feedback budget);
+   ensemble mean's favourites; ``"disagreement"`` the samples the heads disagree on most
+   (largest spread: pure information seeking); ``"uniform"`` picks at random. Only these are
+   scored, and only they are charged to ``Budget.queries`` (the feedback budget);
 3. one gradient step on the joint objective
 
        L = L_policy + reward_coef * L_reward,
@@ -24,10 +25,27 @@ One iteration:
    ``L_reward``: each head's squared error on its bootstrap share of the labelled samples (this
    round's plus ``replay_labels`` earlier ones); ``L_policy``: a leave-one-out policy gradient
    whose rewards are the environment's for queried samples and the ensemble mean's for the
-   rest. With ``reward_grad_to_trunk`` (default) the reward loss trains the shared trunk too.
+   rest, each sample weighted by how far its reward can be trusted (``predicted_rewards``).
+   With ``reward_grad_to_trunk`` (default) the reward loss trains the shared trunk too.
+
+How far predictions are trusted (``predicted_rewards="skill"``, the default). A queried
+sample's reward is the environment's: weight 1. An unqueried one's is the ensemble mean, and
+it is only as good as the ensemble's *held-out skill*: each round, before the update, the
+ensemble predicts the rewards it is about to be told (fresh labels it has never trained on),
+and ``skill = 1 - MSE(ensemble mean) / MSE(mean of earlier labels)`` on them (1: perfect; 0:
+no better than a constant; negative: worse), smoothed over rounds (``skill_smoothing``).
+Unqueried samples get weight ``clip(skill, 0, 1)``: none at all while the heads are their
+random priors (skill <= 0), and full weight only for an ensemble that predicts fresh labels
+well. The leave-one-out baseline of a sample is the weighted mean of its group's others (the
+mean reward of this round's queried samples where they weigh nothing). ``"always"`` gives
+every prediction weight 1 from the first round (the agent's earlier behaviour: it trained
+the policy on the untrained heads' random priors); ``"never"`` uses queried samples only.
 
 Logged: train/reward (the environment's reward of what was asked about),
-train/predicted_reward, train/ensemble_std, losses/policy, losses/reward, train/labels.
+train/predicted_reward, train/ensemble_std, train/heldout_skill (this round's, before the
+smoothing), train/prediction_weight, train/abs_error (|ensemble mean - reward| on the fresh
+labels), losses/policy, losses/reward, train/labels. The agent keeps every queried sample's
+``(ensemble spread, |error|)`` before its update in ``calibration`` (is the spread calibrated?).
 """
 
 from __future__ import annotations
@@ -59,6 +77,9 @@ class RewardEnsemble(torch.nn.Module):
         return self.heads(features) + self.prior_scale * features.detach() @ self.prior
 
 
+EXPLORATION = ("thompson", "greedy", "disagreement", "uniform")
+
+
 def choose_queries(predictions: torch.Tensor, group_size: int, per_group: int, exploration: str,
                    rng: np.random.Generator) -> list[int]:
     """Indices (into the flat batch) of the samples to ask the environment about.
@@ -74,22 +95,40 @@ def choose_queries(predictions: torch.Tensor, group_size: int, per_group: int, e
                 scores = group[available, int(rng.integers(k))]
             elif exploration == "greedy":
                 scores = group[available].mean(1)
+            elif exploration == "disagreement":
+                scores = group[available].std(1) if k > 1 else torch.as_tensor(rng.random(len(available)))
             elif exploration == "uniform":
                 scores = torch.as_tensor(rng.random(len(available)))
             else:
-                raise ValueError(f"exploration must be 'thompson', 'greedy' or 'uniform', got {exploration!r}")
+                raise ValueError(f"exploration must be one of {EXPLORATION}, got {exploration!r}")
             pick = available[int(torch.argmax(scores))]
             available.remove(pick)
             chosen.append(start + pick)
     return chosen
 
 
-def leave_one_out_pg_loss(rewards: torch.Tensor, logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``-mean_i (r_i - mean_{j != i} r_j) * mean_t log pi(y_i,t)`` over groups: ``rewards``
-    ``(prompts, n)``, ``logprobs``/``mask`` ``(prompts * n, T)`` in the same order."""
-    n = rewards.shape[1]
-    advantages = (rewards - (rewards.sum(1, keepdim=True) - rewards) / (n - 1)).flatten()
-    return -(advantages * masked_mean(logprobs, mask, dim=1)).mean()
+def leave_one_out_pg_loss(rewards: torch.Tensor, logprobs: torch.Tensor, mask: torch.Tensor,
+                          weights: torch.Tensor | None = None, fallback: float = 0.0) -> torch.Tensor:
+    """``-sum_i w_i (r_i - b_i) * mean_t log pi(y_i,t) / sum_i w_i`` over groups, ``b_i`` the
+    ``w``-weighted mean reward of the others in ``i``'s group (``fallback`` where they weigh
+    nothing): ``rewards``/``weights`` ``(prompts, n)``, ``logprobs``/``mask`` ``(prompts * n, T)``
+    in the same order. Unit weights: the plain leave-one-out policy gradient."""
+    if weights is None:
+        weights = torch.ones_like(rewards)
+    others = weights.sum(1, keepdim=True) - weights
+    weighted = (weights * rewards).sum(1, keepdim=True) - weights * rewards
+    baseline = torch.where(others > 0, weighted / others.clamp(min=1e-12), torch.full_like(rewards, fallback))
+    advantages = ((rewards - baseline) * weights).flatten()
+    return -(advantages * masked_mean(logprobs, mask, dim=1)).sum() / weights.sum().clamp(min=1e-12)
+
+
+def heldout_skill(predicted: torch.Tensor, observed: torch.Tensor, reference: float) -> float | None:
+    """``1 - MSE(predicted) / MSE(reference)`` on fresh labels ``observed`` (never trained on);
+    None when the reference's error is 0 (every label equal to it: nothing to tell apart)."""
+    baseline = float(((observed - reference) ** 2).mean())
+    if baseline <= 0:
+        return None
+    return 1.0 - float(((predicted - observed) ** 2).mean()) / baseline
 
 
 def bootstrapped_ensemble_loss(predictions: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -106,7 +145,7 @@ class JointConfig(AgentConfig):
     prompts_per_iteration: int = 32
     samples_per_prompt: int = 4
     queries_per_prompt: int = 1  # feedback asked per prompt per iteration
-    exploration: str = 'thompson'  # "thompson" | "greedy" | "uniform" (swept: sweeps/lmgym__Arithmetic-v0/joint.json)
+    exploration: str = 'thompson'  # "thompson" | "greedy" | "disagreement" | "uniform" (swept: sweeps/lmgym__Arithmetic-v0/joint.json)
     ensemble_size: int = 8  # K reward heads
     prior_scale: float = 1.0  # weight of each head's fixed random prior (randomized prior functions)
     bootstrap: float = 0.5  # each head trains on each label with this probability
@@ -114,8 +153,16 @@ class JointConfig(AgentConfig):
     reward_lr: float = 1e-3  # the heads' own learning rate
     reward_grad_to_trunk: bool = True  # the reward loss shapes the shared trunk (the joint objective)
     replay_labels: int = 256  # earlier labelled samples replayed in each reward update
+    predicted_rewards: str = "skill"  # unqueried samples' weight: "skill" (held-out skill) | "always" (1) | "never" (0)
+    skill_smoothing: float = 0.3  # weight of this round's held-out skill in its running estimate
 
     def __post_init__(self):
+        if self.exploration not in EXPLORATION:
+            raise ValueError(f"exploration must be one of {EXPLORATION}, got {self.exploration!r}")
+        if self.predicted_rewards not in ("skill", "always", "never"):
+            raise ValueError(f"predicted_rewards must be 'skill', 'always' or 'never', got {self.predicted_rewards!r}")
+        if not 0 < self.skill_smoothing <= 1:
+            raise ValueError("skill_smoothing must be in (0, 1]")
         if not 1 <= self.queries_per_prompt <= self.samples_per_prompt:
             raise ValueError("queries_per_prompt must be between 1 and samples_per_prompt")
         if self.samples_per_prompt < 2:
@@ -133,6 +180,8 @@ class Joint(Agent):
         width = self.policy.config.hidden_size
         self.rewards = RewardEnsemble(width, self.config.ensemble_size, self.config.prior_scale, self.config.seed).to(self.device)
         self.labels: list[tuple[list[int], list[int], float, list[bool]]] = []  # prompt, completion, reward, mask
+        self.skill: float | None = None  # running held-out skill of the ensemble (None: not measured yet)
+        self.calibration: list[tuple[float, float]] = []  # (ensemble spread, |mean - reward|) per queried sample
 
     def trainable_parameters(self) -> list:
         return [{"params": list(self.policy.parameters())},
@@ -169,11 +218,26 @@ class Joint(Agent):
         queried = [i for i, s in enumerate(batch.samples) if not math.isnan(s.reward)]
         true_rewards = torch.tensor([batch.samples[i].reward for i in queried], device=self.device)
 
-        # the policy's rewards: the environment's where asked, the ensemble mean elsewhere
+        # held out: what the ensemble predicted for the labels it is about to be told
         estimated = predictions.detach().mean(1)
+        spread = predictions.detach().std(1) if cfg.ensemble_size > 1 else torch.zeros_like(estimated)
+        fresh_error = (estimated[queried] - true_rewards).abs()
+        self.calibration.extend(zip(spread[queried].tolist(), fresh_error.tolist()))
+        reference = float(np.mean([r for _, _, r, _ in self.labels])) if self.labels else 0.0
+        skill_now = heldout_skill(estimated[queried], true_rewards, reference) if self.labels else None
+        if skill_now is not None:
+            self.skill = skill_now if self.skill is None else (
+                (1 - cfg.skill_smoothing) * self.skill + cfg.skill_smoothing * skill_now)
+
+        # the policy's rewards: the environment's where asked, the ensemble mean elsewhere,
+        # each weighted by how far it can be trusted
         rewards = estimated.clone()
         rewards[queried] = true_rewards
-        policy_loss = leave_one_out_pg_loss(rewards.view(-1, n), logprobs, mask)
+        trust = {"always": 1.0, "never": 0.0}.get(cfg.predicted_rewards, min(1.0, max(0.0, self.skill or 0.0)))
+        weights = torch.full_like(rewards, trust)
+        weights[queried] = 1.0
+        policy_loss = leave_one_out_pg_loss(rewards.view(-1, n), logprobs, mask, weights.view(-1, n),
+                                            fallback=float(true_rewards.mean()))
 
         # the reward model: this round's labels (features with gradients) + replayed ones
         masks = torch.as_tensor(rng.random((len(queried), cfg.ensemble_size)) < cfg.bootstrap, device=self.device)
@@ -194,15 +258,21 @@ class Joint(Agent):
         return {
             "train/reward": float(true_rewards.mean()),
             "train/predicted_reward": float(estimated.mean()),
-            "train/ensemble_std": float(predictions.detach().std(1).mean()) if cfg.ensemble_size > 1 else 0.0,
+            "train/ensemble_std": float(spread.mean()),
+            "train/prediction_weight": trust,
+            "train/abs_error": float(fresh_error.mean()),
             "losses/policy": policy_loss.item(),
             "losses/reward": reward_loss.item(),
             "train/labels": len(self.labels),
+            **({} if skill_now is None else {"train/heldout_skill": skill_now}),  # none in the first round
         }
 
     def extra_state(self) -> dict:
-        return {"rewards": self.rewards.state_dict(), "labels": self.labels}
+        return {"rewards": self.rewards.state_dict(), "labels": self.labels, "skill": self.skill,
+                "calibration": self.calibration}
 
     def load_extra_state(self, state: dict) -> None:
         self.rewards.load_state_dict(state["rewards"])
         self.labels = [(list(p), list(c), float(r), list(m)) for p, c, r, m in state["labels"]]
+        self.skill = state.get("skill")
+        self.calibration = [tuple(pair) for pair in state.get("calibration", [])]

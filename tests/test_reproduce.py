@@ -170,3 +170,77 @@ def test_copg_verdicts_follow_the_declared_tests():
     tabular["ipo"]["regret"] = [0.004, 0.002, 0.006]  # IPO also reaches ~0: the claim fails
     verdicts, _ = _verdicts(tabular, lm(copg=1.4, ipo=1.6, **{"pg-zero": 1.3, "pg-mean": 1.5}), optimum)
     assert verdicts == {"a": False, "b": False}
+
+
+@pytest.fixture(scope="module")
+def xu(tmp_path_factory):
+    out = tmp_path_factory.mktemp("xu")
+    return out, reproduce.load("xu").run(out, quick=True, progress=False)
+
+
+def test_quick_xu_runs_every_rule_and_writes_a_report(xu):
+    from lmgym.reproduce.xu import ARMS, QUICK
+
+    out, summary = xu
+    assert set(summary["arms"]) == set(ARMS)
+    for arm, overrides in ARMS.items():
+        for seed in QUICK.seeds:
+            record = json.loads((out / "runs" / f"{arm}-seed{seed}" / "result.json").read_text())
+            assert record["queries"] == QUICK.queries and record["params"] == overrides  # the feedback budget, spent exactly
+            assert len(record["calibration"]) == QUICK.queries  # one (spread, |error|) per queried sample
+            assert [row["queries"] for row in record["curve"]][0] == 0 and record["test"] is not None
+    assert summary["target"] == pytest.approx(summary["base"]["validation"] + QUICK.margin)
+    assert json.loads((out / "claims.json").read_text())["claims"].keys() == summary["claims"].keys()
+    report = (out / "report.md").read_text()
+    assert "declared before the run" in report and "Its verdicts mean nothing" in report and "Seen before declaring" in report
+    assert (out / "xu.png").stat().st_size > 0
+
+
+def test_xu_queries_to_target_and_rank_correlation():
+    from lmgym.reproduce.xu import queries_to_target, spearman
+
+    curve = [{"queries": 0, "val": 0.50}, {"queries": 250, "val": 0.53}, {"queries": 500, "val": 0.56}, {"queries": 750, "val": 0.52}]
+    assert queries_to_target(curve, 0.55, 2250) == (500, False)  # the first evaluation at the target
+    assert queries_to_target(curve, 0.60, 2250) == (2250, True)  # never: censored beyond the budget
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 1, 2, 2], [1, 1, 2, 2]) == pytest.approx(1.0)  # ties share their rank
+    assert spearman([1, 1, 1], [1, 2, 3]) == 0.0
+
+
+def test_xu_verdicts_follow_the_declared_tests():
+    from lmgym.reproduce.xu import FULL, _arm_stats, _verdicts, calibration
+
+    def runs(reach_at, final):  # per seed: the queries at which validation jumps to 0.6, and the final score
+        return [{"seed": s, "curve": [{"queries": q, "val": 0.6 if at is not None and q >= at else 0.5}
+                                      for q in range(0, 2001, 250)][:-1] + [{"queries": 2000, "val": f}],
+                 "test": f, "calibration": [], "optimizer_steps": 1, "trained_tokens": 1, "samples": 1, "queries": 2000,
+                 "wall_seconds": 1.0} for s, (at, f) in enumerate(zip(reach_at, final))]
+
+    fast, slow = [250, 250, 500, 250, 500], [1500, 1750, 1500, None, 1750]
+    records = {"thompson": runs(fast, [0.62] * 5), "disagreement": runs(slow, [0.61] * 5), "greedy": runs(slow, [0.6, 0.6, 0.6, 0.5, 0.6]),
+               "uniform": runs(fast[::-1], [0.6] * 5), "thompson-always": runs(slow, [0.55, 0.54, 0.56, 0.55, 0.53])}
+    arms = {arm: _arm_stats(rows, 0.55, FULL) for arm, rows in records.items()}
+    assert arms["greedy"]["censored"] == [False, False, False, True, False]
+    rng = __import__("numpy").random.default_rng(0)
+    spread = rng.uniform(0.1, 0.5, 400)
+    calibrated = calibration([{"calibration": [[0, 0]] * 400 + [[s, abs(rng.normal(0, s))] for s in spread]}],
+                             dataclasses_replace(FULL, bootstrap=200))
+    verdicts, _ = _verdicts(records, arms, 0.55, FULL, calibrated)
+    assert verdicts["a1"] is None  # uniform reached it as fast as thompson: the interval holds 0
+    assert verdicts["a2"] is False  # disagreement slower than uniform
+    assert verdicts["b"] is True  # the old behaviour ended lower
+    assert verdicts["c"] is True  # errors drawn with the spread as their scale
+    records["uniform"] = runs(slow, [0.6] * 5)
+    arms["uniform"] = _arm_stats(records["uniform"], 0.55, FULL)
+    verdicts, _ = _verdicts(records, arms, 0.55, FULL, calibrated)
+    assert verdicts["a1"] is True and verdicts["a2"] is None
+    scrambled = calibration([{"calibration": [[0, 0]] * 400 + [[s, 3.0 * abs(rng.normal(0, 0.3))] for s in spread]}],
+                            dataclasses_replace(FULL, bootstrap=200))
+    assert _verdicts(records, arms, 0.55, FULL, scrambled)[0]["c"] is False  # no correlation, errors 2.4x the spread
+
+
+def dataclasses_replace(plan, **changes):
+    import dataclasses
+
+    return dataclasses.replace(plan, **changes)

@@ -70,6 +70,10 @@ class GRPOConfig(AgentConfig):
     minibatch_size: int = 256  # sequences per optimizer step (256: the whole default rollout)
     loss_aggregation: str = "sequence"  # "sequence": per-sequence token mean, then batch mean; "token": all tokens
     subset_grad_norms: bool = False  # log the policy-gradient norm of each named subset of problems (costs a backward each)
+    # With one optimizer step per rollout (1 epoch, one minibatch) the policy has not moved since
+    # sampling, so the old log-probs are the training pass's own, detached: no separate no-grad
+    # pass. True: compute them in that separate pass anyway (the result differs by float rounding).
+    recompute_old_logprobs: bool = False
 
     def __post_init__(self):
         if self.advantage not in ("grpo", "rloo"):
@@ -94,8 +98,9 @@ class GRPO(Agent):
         advantages = group_advantages(rewards, cfg.advantage, cfg.scale_rewards).flatten().to(self.device)
         prompt_ids = [s.prompt_token_ids for s in batch.samples]
         completion_ids = [s.token_ids for s in batch.samples]
+        one_step = cfg.epochs == 1 and cfg.minibatch_size >= len(batch.samples) and not cfg.recompute_old_logprobs
         with torch.no_grad():
-            old_logprobs, mask = self.logprobs(self.policy, prompt_ids, completion_ids)
+            old_logprobs, mask = (None, None) if one_step else self.logprobs(self.policy, prompt_ids, completion_ids)
             ref_logprobs = self.logprobs(self.reference, prompt_ids, completion_ids)[0] if cfg.beta > 0 else None
         rng = np.random.default_rng([cfg.seed, self.iteration_count, 23])
         stats = {"losses/policy": [], "losses/kl": [], "losses/clipfrac": []}
@@ -103,8 +108,11 @@ class GRPO(Agent):
             order = rng.permutation(len(batch.samples))
             for start in range(0, len(order), cfg.minibatch_size):
                 rows = order[start : start + cfg.minibatch_size].tolist()
-                logprobs, _ = self.logprobs(self.policy, [prompt_ids[i] for i in rows], [completion_ids[i] for i in rows])
+                logprobs, rows_mask = self.logprobs(self.policy, [prompt_ids[i] for i in rows], [completion_ids[i] for i in rows])
                 width = logprobs.shape[1]
+                if one_step:  # the policy the rollout was sampled from: its log-probs are these
+                    old_logprobs, mask = torch.empty_like(logprobs, requires_grad=False), torch.empty_like(rows_mask)
+                    old_logprobs[rows], mask[rows] = logprobs.detach(), rows_mask
                 sub_mask, sub_old = mask[rows, :width], old_logprobs[rows, :width]
                 loss, clipfrac = clipped_policy_loss(logprobs, sub_old, advantages[rows], sub_mask, cfg.clip_range,
                                                      cfg.loss_aggregation)

@@ -13,6 +13,16 @@ throughput is training samples per second without evaluation, both measured in t
     python benchmarks/bench_agents.py --seeds 0 1 2            # needs `pip install trl`
 
 Each run is a subprocess (its own peak memory), and finished runs are read back from ``--out``.
+
+Where lmgym's training time goes is measured in the same runs (:class:`PhaseProfile`): the
+methods behind each phase are wrapped and timed exclusively (a phase's time excludes the
+wrapped phases inside it), and each phase is printed as a share of the training wall time
+(evaluation excluded): generation (``generator.generate``), scoring (``LMVectorEnv.step``:
+the env's reward), rollout bookkeeping (the rest of ``lmgym.rollout.rollout``: reset, info
+handling, sample records), log-prob forward passes (``Agent.logprobs`` and the reference's),
+backward (``torch`` autograd), optimizer (the rest of ``Agent.optimizer_step``: clipping, the
+step, the schedule), weight sync to the generator (``Agent.sync_generator``) and other (the
+agent's own Python between them: advantages, batching, metrics). Timing adds ~1 us per call.
 """
 
 from __future__ import annotations
@@ -50,10 +60,68 @@ def test_accuracy(model: str) -> float:
     return base.test(ENV)["test/ground_truth"]
 
 
-def run_lmgym(seed: int, samples: int, out: Path) -> dict:
-    from agents.grpo import GRPO, GRPOConfig
-    from lmgym.rollout import Budget
+class PhaseProfile:
+    """Exclusive wall time of wrapped functions, by phase name: a call's time minus that of the
+    wrapped calls it makes (so nested phases never count twice). Only calls inside a ``root``
+    call are counted (the agent's training iterations, so evaluation stays out); the root's
+    own exclusive time is the phase ``other``, and the shares are of the roots' total time."""
 
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.total = 0.0
+        self._stack: list[list] = []  # [phase, start, time of wrapped callees]
+
+    def wrap(self, owner, attribute: str, phase: str, root: bool = False) -> None:
+        original = getattr(owner, attribute)
+
+        def timed(*args, **kwargs):
+            if not root and not self._stack:
+                return original(*args, **kwargs)  # outside a training iteration: not counted
+            self._stack.append([phase, time.perf_counter(), 0.0])
+            try:
+                return original(*args, **kwargs)
+            finally:
+                name, started, inner = self._stack.pop()
+                elapsed = time.perf_counter() - started
+                self.seconds[name] = self.seconds.get(name, 0.0) + elapsed - inner
+                if self._stack:
+                    self._stack[-1][2] += elapsed
+                else:
+                    self.total += elapsed
+
+        setattr(owner, attribute, timed)
+
+    def shares(self) -> dict[str, float]:
+        return {name: seconds / self.total for name, seconds in self.seconds.items()} if self.total else {}
+
+
+PHASES = ("generation", "scoring", "rollout bookkeeping", "log-prob forward", "backward", "optimizer", "weight sync", "other")
+
+
+def run_lmgym(seed: int, samples: int, out: Path) -> dict:
+    import torch
+
+    import agents.core
+    from agents.core import Agent
+    from agents.grpo import GRPO, GRPOConfig
+    from lmgym.generation.generator import Generator
+    from lmgym.rollout import Budget
+    from lmgym.vector import LMVectorEnv
+
+    import lmgym.generation.hf  # noqa: F401  (the HF generator this benchmark runs)
+
+    profile = PhaseProfile()
+    for cls in (Generator, *Generator.__subclasses__()):
+        if "generate" in vars(cls):
+            profile.wrap(cls, "generate", "generation")
+    profile.wrap(GRPO, "iteration", "other", root=True)
+    profile.wrap(LMVectorEnv, "step", "scoring")
+    profile.wrap(agents.core, "rollout", "rollout bookkeeping")
+    profile.wrap(Agent, "logprobs", "log-prob forward")
+    profile.wrap(torch.Tensor, "backward", "backward")
+    profile.wrap(torch.autograd, "backward", "backward")
+    profile.wrap(Agent, "optimizer_step", "optimizer")
+    profile.wrap(Agent, "sync_generator", "weight sync")
     agent = GRPO(GRPOConfig(seed=seed, eval_every=0, eval_k=1, select_on="last"))
     result = agent.learn(ENV, Budget(max_samples=samples), progress=False, test=False)
     folder = out / "lmgym-grpo" / f"seed{seed}-model"
@@ -62,6 +130,7 @@ def run_lmgym(seed: int, samples: int, out: Path) -> dict:
     last = result.curve[-1]
     return {"agent": "lmgym GRPO", "seed": seed, "samples": result.budget["samples"],
             "optimizer_steps": last["optimizer_steps"], "train_seconds": last["train_seconds"],
+            "phase_shares": profile.shares(), "profiled_seconds": profile.total,
             "test_accuracy": test_accuracy(str(folder))}
 
 
@@ -149,6 +218,12 @@ def main() -> None:
     ratio = (sum(r["samples"] / r["train_seconds"] for r in runs["lmgym"]) / len(runs["lmgym"])) / (
         sum(r["samples"] / r["train_seconds"] for r in runs["trl"]) / len(runs["trl"]))
     print(table + f"\n\nthroughput lmgym / TRL: {ratio:.2f}x (same settings, same machine, this run)")
+    profiled = [r for r in runs["lmgym"] if "phase_shares" in r]
+    if profiled:
+        phases = [[phase, " ".join(f"{r['phase_shares'].get(phase, 0.0):.1%}" for r in profiled),
+                   f"{sum(r['phase_shares'].get(phase, 0.0) for r in profiled) / len(profiled):.1%}"] for phase in PHASES]
+        print("\nwhere lmgym GRPO's training time goes (share of wall time without evaluation):\n"
+              + tabulate(phases, headers=["phase", "per seed", "mean"], tablefmt="github"))
     write_json_atomic(out / "summary.json", {"env": ENV, "settings": settings(args.samples), "table": rows,
                                              "throughput_ratio": ratio, "runs": runs})
 

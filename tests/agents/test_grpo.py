@@ -43,3 +43,26 @@ def test_subset_gradient_norms_vanish_where_rewards_do_not_vary():
     assert logged["train/grad_norm[relabelled]"] == 0.0 and logged["train/grad_norm[rest]"] > 0
     assert logged["train/reward_std_zero_share[relabelled]"] == 1.0
     assert result.budget["samples"] == 128
+
+
+def test_one_step_per_rollout_reuses_the_training_pass_for_the_old_logprobs():
+    """With 1 epoch and one minibatch the old log-probs are the training pass's own (detached),
+    not a second no-grad pass: the same samples, loss and update as recomputing them, to float
+    rounding, one forward pass fewer."""
+    from lmgym.pretrain import default_model
+
+    params, passes = {}, {}
+    for recompute in (False, True):
+        config = small_config(GRPO, default_model(), prompts_per_iteration=16, samples_per_prompt=4, minibatch_size=64,
+                              recompute_old_logprobs=recompute)
+        agent = GRPO(config)
+        calls = []
+        original = agent.logprobs
+        agent.logprobs = lambda *args, **kwargs: calls.append(torch.is_grad_enabled()) or original(*args, **kwargs)
+        agent.learn(ENV, Budget(max_samples=128), progress=False, test=False)
+        params[recompute] = torch.cat([p.detach().flatten() for p in agent.policy.parameters()])
+        passes[recompute] = calls.count(False)  # no-grad passes (evaluation's go through the generator)
+        assert agent.train_log[-1]["losses/clipfrac"] == 0.0  # the ratio is 1: nothing clipped
+        assert agent.train_log[-1]["sampler/logprob_mismatch"] < 1e-4  # the sampler's log-probs match the trainer's
+    assert torch.allclose(params[False], params[True], atol=1e-6)
+    assert passes[True] - passes[False] == 2  # one per iteration (2 iterations of 64 samples)

@@ -71,9 +71,8 @@ class GRPOConfig(AgentConfig):
     loss_aggregation: str = "sequence"  # "sequence": per-sequence token mean, then batch mean; "token": all tokens
     subset_grad_norms: bool = False  # log the policy-gradient norm of each named subset of problems (costs a backward each)
     # With one optimizer step per rollout (1 epoch, one minibatch) the policy has not moved since
-    # sampling, so the old log-probs are the training pass's own, detached: no separate no-grad
-    # pass. True: compute them in that separate pass anyway (the result differs by float rounding).
-    recompute_old_logprobs: bool = False
+    # sampling, so the old log-probs are the training pass's own, detached: no separate no-grad pass.
+    recompute_old_logprobs: bool = False  # True: recompute the old log-probs in a separate no-grad pass anyway
 
     def __post_init__(self):
         if self.advantage not in ("grpo", "rloo"):

@@ -94,6 +94,20 @@ def declare(out: Path, claims: dict, plan) -> None:
     (out / "claims.json").write_text(json.dumps({"claims": claims, "plan": dataclasses.asdict(plan)}, indent=2))
 
 
+def report_head(title: str, name: str, summary: dict, quick_scale: str, timing: str, preamble=()) -> list[str]:
+    """The report's head: its title, the ``--quick`` banner (``quick_scale`` says how tiny), the
+    command and how long it took (``timing``), then the claims and tests as declared (after any
+    ``preamble`` lines)."""
+    lines = [f"# Reproduction: {title}", ""]
+    if summary["quick"]:
+        lines += [f"**`--quick` run: a smoke test at a tiny scale{quick_scale}. Its verdicts mean nothing.**", ""]
+    lines += [f"Command: `lmgym reproduce {name}" + (" --quick" if summary["quick"] else "") + f"`; {timing}", "",
+              "## Claims and tests (declared before the run)", "", *preamble]
+    for key, (claim, test) in summary["claims"].items():
+        lines += [f"- **({key})** {claim}  \n  *Test:* {test}"]
+    return lines
+
+
 def verdict_lines(verdicts: dict, evidence: dict, deviations: str = "none.") -> list[str]:
     """The report's tail: each claim's verdict, the numbers its test read, and the deviations."""
     lines = [f"- **({key}) {result}**" for key, result in verdicts.items()]

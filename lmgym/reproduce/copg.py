@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmgym.reproduce import arm, declare, fmt, log, trial, verdict, verdict_lines
+from lmgym.reproduce import arm, declare, fmt, log, report_head, trial, verdict, verdict_lines
 
 NAME = "copg"
 ENV = "lmgym/Bandit-v0"
@@ -322,13 +322,8 @@ def report(summary: dict) -> str:
     from tabulate import tabulate
 
     plan = summary["plan"]
-    lines = ["# Reproduction: Flet-Berliac et al. (2024), Contrastive Policy Gradient", ""]
-    if summary["quick"]:
-        lines += ["**`--quick` run: a smoke test at a tiny scale. Its verdicts mean nothing.**", ""]
-    lines += ["Command: `lmgym reproduce copg" + (" --quick" if summary["quick"] else "") +
-              f"`; {summary['seconds'] / 60:.1f} min on 2 CPU cores.", "", "## Claims and tests (declared before the run)", ""]
-    for key, (claim, test) in summary["claims"].items():
-        lines += [f"- **({key})** {claim}  \n  *Test:* {test}"]
+    lines = report_head("Flet-Berliac et al. (2024), Contrastive Policy Gradient", "copg", summary, "",
+                        f"{summary['seconds'] / 60:.1f} min on 2 CPU cores.")
     optimum = ", ".join(f"{p:.3f}" for p in summary["optimum"])
     lines += ["", "## (a) The paper's bandit, tabular", "",
               f"R = (2.5, 2, 1), beta = {BETA}, uniform pi_ref; pi* = ({optimum}), J(pi*) = {summary['optimal_value']:.3f}. "

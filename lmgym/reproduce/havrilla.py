@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmgym.reproduce import arm, declare, fmt, log, trial, verdict, verdict_lines
+from lmgym.reproduce import arm, declare, fmt, log, report_head, trial, verdict, verdict_lines
 
 ENV = "lmgym/MultiStepArithmetic-v0"
 MODEL = "multistep-tiny"
@@ -266,15 +266,9 @@ def report(summary: dict) -> str:
     from tabulate import tabulate
 
     plan, k = summary["plan"], summary["plan"]["k"]
-    lines = ["# Reproduction: Havrilla et al. (2024), teaching LLMs to reason with RL", ""]
-    if summary["quick"]:
-        lines += ["**`--quick` run: a smoke test at a tiny scale (1 seed, a few hundred samples). Its verdicts mean "
-                  "nothing.**", ""]
-    lines += ["Command: `lmgym reproduce havrilla" + (" --quick" if summary["quick"] else "") +
-              f"`; {summary['seconds'] / 60:.1f} min on 2 CPU cores.", "", "## Claims and tests (declared before the run)",
-              "", f"maj@1 = greedy test accuracy; K = {k}.", ""]
-    for key, (claim, test) in summary["claims"].items():
-        lines += [f"- **({key})** {claim}  \n  *Test:* {test}"]
+    lines = report_head("Havrilla et al. (2024), teaching LLMs to reason with RL", "havrilla", summary,
+                        " (1 seed, a few hundred samples)", f"{summary['seconds'] / 60:.1f} min on 2 CPU cores.",
+                        preamble=[f"maj@1 = greedy test accuracy; K = {k}.", ""])
     lines += ["", "## Setup", "",
               f"`{ENV}` (2-3 `+`/`-` steps on 2-digit numbers, worked one step at a time); lmgym's shipped `{MODEL}`; "
               f"every RL arm and sft-short {plan['samples']:,} samples per seed, sft-long {plan['sft_long_factor']}x; "

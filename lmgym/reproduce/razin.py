@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmgym.reproduce import arm, declare, fmt, log, trial, verdict
+from lmgym.reproduce import arm, declare, fmt, log, report_head, trial, verdict
 
 ENV = "lmgym/Arithmetic-v0"
 RELABEL = {"relabel": 0.1}
@@ -271,14 +271,8 @@ def report(summary: dict) -> str:
     from tabulate import tabulate
 
     plan = summary["plan"]
-    lines = ["# Reproduction: Razin et al. (ICLR 2024), vanishing gradients in RL fine-tuning", ""]
-    if summary["quick"]:
-        lines += ["**`--quick` run: a smoke test at a tiny scale (1 seed, a few hundred samples). Its verdicts mean "
-                  "nothing.**", ""]
-    lines += ["Command: `lmgym reproduce razin" + (" --quick" if summary["quick"] else "") +
-              f"`; {summary['seconds'] / 60:.1f} min on 2 CPU cores.", "", "## Claims and tests (declared before the run)", ""]
-    for key, (claim, test) in summary["claims"].items():
-        lines += [f"- **({key})** {claim}  \n  *Test:* {test}"]
+    lines = report_head("Razin et al. (ICLR 2024), vanishing gradients in RL fine-tuning", "razin", summary,
+                        " (1 seed, a few hundred samples)", f"{summary['seconds'] / 60:.1f} min on 2 CPU cores.")
     lines += ["", "## Setup", "",
               f"`{ENV}` with `relabel=0.1` (a stable hashed 10% of problems shown as `~a±b=` and answered by the "
               "negation); lmgym's shipped `default` model; every arm "

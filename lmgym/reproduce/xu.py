@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmgym.reproduce import declare, fmt, log, verdict, verdict_lines
+from lmgym.reproduce import declare, fmt, log, report_head, verdict, verdict_lines
 
 ENV = "lmgym/Arithmetic-v0"
 CLAIMS = {
@@ -312,16 +312,11 @@ def report(summary: dict) -> str:
     from tabulate import tabulate
 
     plan = summary["plan"]
-    lines = ["# Reproduction: Xu et al. (2023), joint reward-policy learning with epistemic exploration", ""]
-    if summary["quick"]:
-        lines += ["**`--quick` run: a smoke test at a tiny scale (2 seeds, a few dozen queries). Its verdicts mean "
-                  "nothing.**", ""]
     run_minutes = sum(s["wall_seconds"] * len(s["seeds"]) for s in summary["arms"].values()) / 60
-    lines += ["Command: `lmgym reproduce xu" + (" --quick" if summary["quick"] else "") +
-              f"`; this invocation {summary['seconds'] / 60:.1f} min on 2 CPU cores (the runs' own wall time: "
-              f"{run_minutes:.1f} min; runs finished earlier are read back).", "", "## Claims and tests (declared before the run)", ""]
-    for key, (claim, test) in summary["claims"].items():
-        lines += [f"- **({key})** {claim}  \n  *Test:* {test}"]
+    lines = report_head("Xu et al. (2023), joint reward-policy learning with epistemic exploration", "xu", summary,
+                        " (2 seeds, a few dozen queries)",
+                        f"this invocation {summary['seconds'] / 60:.1f} min on 2 CPU cores (the runs' own wall time: "
+                        f"{run_minutes:.1f} min; runs finished earlier are read back).")
     lines += ["", f"Seen before declaring: {SEEN_BEFORE}", "", "## Setup", "",
               f"`agents.joint.Joint` on `{ENV}` from the shipped `default` model; {plan['prompts_per_iteration']} prompts x "
               f"4 samples a round, 1 queried per prompt; {plan['queries']:,} reward queries per run, seeds "

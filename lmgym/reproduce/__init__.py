@@ -94,6 +94,17 @@ def declare(out: Path, claims: dict, plan) -> None:
     (out / "claims.json").write_text(json.dumps({"claims": claims, "plan": dataclasses.asdict(plan)}, indent=2))
 
 
+def save_figure(fig, axes, path: Path) -> None:
+    """A reproduction's plot: legends on ``axes``, laid out, written at 110 dpi, closed."""
+    import matplotlib.pyplot as plt
+
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def report_head(title: str, name: str, summary: dict, quick_scale: str, timing: str, preamble=()) -> list[str]:
     """The report's head: its title, the ``--quick`` banner (``quick_scale`` says how tiny), the
     command and how long it took (``timing``), then the claims and tests as declared (after any

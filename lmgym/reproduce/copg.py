@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmgym.reproduce import arm, declare, fmt, log, report_head, trial, verdict, verdict_lines
+from lmgym.reproduce import arm, declare, fmt, log, report_head, save_figure, trial, verdict, verdict_lines
 
 NAME = "copg"
 ENV = "lmgym/Bandit-v0"
@@ -311,11 +311,7 @@ def _plots(out: Path, tabular: dict, lm: dict, optimum: list[float]) -> None:
     errors = [[lm[n]["value"][0] - lm[n]["value"][1] for n in names], [lm[n]["value"][2] - lm[n]["value"][0] for n in names]]
     axes[2].bar(names, points, yerr=errors, capsize=3, color="tab:blue")
     axes[2].set(ylabel=f"test E[R] - {BETA} KL (sampled)", title="(b) Bandit-v0 from bandit-tiny (95% t)")
-    for ax in axes[:2]:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "copg.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, axes[:2], out / "copg.png")
 
 
 def report(summary: dict) -> str:

@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmgym.reproduce import arm, declare, fmt, log, report_head, trial, verdict, verdict_lines
+from lmgym.reproduce import arm, declare, fmt, log, report_head, save_figure, trial, verdict, verdict_lines
 
 ENV = "lmgym/MultiStepArithmetic-v0"
 MODEL = "multistep-tiny"
@@ -255,11 +255,7 @@ def _plots(out: Path, arms: dict, k: int) -> None:
         axes[1].bar(np.arange(len(names)) + 0.27 * j, points, width=0.27, yerr=errors, capsize=2, label=key)
     axes[1].set_xticks(np.arange(len(names)) + 0.27, names, rotation=25)
     axes[1].set(ylabel="test accuracy", title="test: maj@1, maj@K, pass@K (95% t intervals)")
-    for ax in axes:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "havrilla.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, axes, out / "havrilla.png")
 
 
 def report(summary: dict) -> str:

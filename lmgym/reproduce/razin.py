@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmgym.reproduce import arm, declare, fmt, log, report_head, trial, verdict
+from lmgym.reproduce import arm, declare, fmt, log, report_head, save_figure, trial, verdict
 
 ENV = "lmgym/Arithmetic-v0"
 RELABEL = {"relabel": 0.1}
@@ -260,11 +260,7 @@ def _plots(out: Path, results: dict) -> None:
         axes[2].bar(np.arange(len(names)) + 0.4 * k, means, width=0.4, label=subset)
     axes[2].set_xticks(np.arange(len(names)) + 0.2, names, rotation=20)
     axes[2].set(ylabel="test ground truth", title="test, by subset")
-    for ax in axes:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "razin.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, axes, out / "razin.png")
 
 
 def report(summary: dict) -> str:

@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmgym.reproduce import declare, fmt, log, report_head, verdict, verdict_lines
+from lmgym.reproduce import declare, fmt, log, report_head, save_figure, verdict, verdict_lines
 
 ENV = "lmgym/Arithmetic-v0"
 CLAIMS = {
@@ -301,11 +301,7 @@ def _plots(out: Path, records: dict, target: float, base: dict, calib: dict) -> 
         axes[1].plot([0, top], [0, top], "k:", linewidth=0.8, label="calibrated (RMSE = spread)")
     axes[1].set(xlabel="ensemble spread (std over heads)", ylabel="error of the ensemble mean (RMSE)",
                 title="calibration, last half of training, before each update")
-    for ax in axes:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "xu.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, axes, out / "xu.png")
 
 
 def report(summary: dict) -> str:

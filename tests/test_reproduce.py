@@ -12,10 +12,15 @@ from lmgym import reproduce
 from lmgym.cli import main
 
 
+def quick_run(tmp_path_factory, name: str):
+    """``(out, summary)`` of ``lmgym reproduce NAME --quick`` into a fresh folder."""
+    out = tmp_path_factory.mktemp(name)
+    return out, reproduce.load(name).run(out, quick=True, progress=False)
+
+
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    out = tmp_path_factory.mktemp("razin")
-    return out, reproduce.load("razin").run(out, quick=True, progress=False)
+    return quick_run(tmp_path_factory, "razin")
 
 
 def test_quick_razin_writes_claims_tuning_arms_verdicts_and_a_report(quick):
@@ -56,8 +61,7 @@ def test_unknown_reproduction():
 
 @pytest.fixture(scope="module")
 def havrilla(tmp_path_factory):
-    out = tmp_path_factory.mktemp("havrilla")
-    return out, reproduce.load("havrilla").run(out, quick=True, progress=False)
+    return quick_run(tmp_path_factory, "havrilla")
 
 
 def test_quick_havrilla_runs_every_arm_and_writes_a_report(havrilla):
@@ -132,8 +136,7 @@ def test_the_tabular_bandit_separates_copg_from_the_biased_methods():
 
 @pytest.fixture(scope="module")
 def copg(tmp_path_factory):
-    out = tmp_path_factory.mktemp("copg")
-    return out, reproduce.load("copg").run(out, quick=True, progress=False)
+    return quick_run(tmp_path_factory, "copg")
 
 
 def test_quick_copg_runs_both_parts_and_writes_a_report(copg):
@@ -174,8 +177,7 @@ def test_copg_verdicts_follow_the_declared_tests():
 
 @pytest.fixture(scope="module")
 def xu(tmp_path_factory):
-    out = tmp_path_factory.mktemp("xu")
-    return out, reproduce.load("xu").run(out, quick=True, progress=False)
+    return quick_run(tmp_path_factory, "xu")
 
 
 def test_quick_xu_runs_every_rule_and_writes_a_report(xu):

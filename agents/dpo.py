@@ -186,3 +186,78 @@ class DPO(Agent):
     def load_extra_state(self, state: dict) -> None:
         self.pairs = [(list(p), list(c), list(r)) for p, c, r in state["pairs"]]
         self.file_position = state.get("file_position", 0)
+
+
+def sample_preference_rows(agent: Agent, env_id: str, pairs: int, *, env_kwargs: dict | None = None,
+                           split: str = "train", scale: float | None = 5.0, seed: int = 0, start: int = 0,
+                           chunk: int = 64) -> list[dict]:
+    """A preference dataset drawn from ``agent``'s current policy: two samples (at its training
+    temperature) per problem of ``split``, problems in order from ``start``, each pair labelled by
+    the task's ground truth (``info["ground_truth"]``): Bradley-Terry with ``scale`` (the first
+    chosen with probability ``sigmoid(scale (g1 - g2))``), or, with ``scale=None``, the higher
+    ground truth chosen (held-out pairs for measuring a reward's accuracy). Pairs whose ground
+    truths tie carry no preference and are skipped, so the dataset has exactly ``pairs`` rows.
+
+    Each row: ``prompt`` (the text the policy conditioned on, what ``DPOConfig.preferences``
+    reads), ``question`` (the problem as the task's reward model sees it), ``chosen``,
+    ``rejected``, their ground truths and the problem's index."""
+    import gymnasium as gym
+
+    from lmgym.rollout import rollout
+
+    if pairs < 1:
+        raise ValueError(f"pairs must be >= 1, got {pairs}")
+    envs = gym.make_vec(env_id, num_envs=2 * chunk, split=split, **(env_kwargs or {}))
+    size = envs.unwrapped.num_problems
+    rng = np.random.default_rng([seed, 29])
+    rows, index, draws = [], start, 0
+    while len(rows) < pairs:
+        if index - start >= size:
+            raise ValueError(f"{env_id} {split} has too few problems with distinct samples for {pairs} pairs")
+        indices = [(index + i) % size for i in range(chunk)]
+        batch = rollout(envs, agent.generator, n=2, indices=indices, seed=seed * 1_000_003 + draws,
+                        temperature=agent.config.temperature, top_p=agent.config.top_p,
+                        max_tokens=agent.config.max_new_tokens, prefix=agent.prompt_prefix(), suffix=agent.prompt_suffix())
+        index, draws = index + chunk, draws + 1
+        for g in range(len(indices)):
+            a, b = batch.samples[2 * g], batch.samples[2 * g + 1]
+            ga, gb = (float(s.info.get("ground_truth", s.reward)) for s in (a, b))
+            if ga == gb:
+                continue
+            first = rng.random() < 1.0 / (1.0 + np.exp(-scale * (ga - gb))) if scale is not None else ga > gb
+            chosen, rejected = (a, b) if first else (b, a)
+            prompt = agent.tokenizer.decode(a.prompt_token_ids)
+            if agent.tokenizer(prompt, add_special_tokens=False)["input_ids"] != list(a.prompt_token_ids):
+                raise ValueError("the policy's prompt ids do not survive decode/encode: the pairs' prompts would differ "
+                                 "from what it conditioned on")
+            rows.append({"prompt": prompt, "question": a.prompt, "chosen": chosen.completion,
+                         "rejected": rejected.completion,
+                         "chosen_ground_truth": ga if first else gb, "rejected_ground_truth": gb if first else ga,
+                         "problem_index": a.problem_index})
+            if len(rows) == pairs:
+                break
+    envs.close()
+    return rows
+
+
+@torch.no_grad()
+def implicit_reward_accuracy(agent: Agent, rows: list[dict], batch_size: int = 128) -> float:
+    """DPO's implicit reward ``h(y) = log pi(y|x) - log pi_ref(y|x)`` as a preference classifier:
+    the share of ``rows`` (:func:`sample_preference_rows`) whose chosen completion has the higher
+    ``h``. ``agent`` must hold a reference (``uses_reference``)."""
+    if agent.reference is None:
+        raise ValueError(f"{agent.name} keeps no reference model: its implicit reward is undefined")
+    encode = lambda text: agent.tokenizer(text, add_special_tokens=False)["input_ids"]
+    eos = [agent.tokenizer.eos_token_id]
+    wins = []
+    agent._evaluating = True  # not training compute
+    try:
+        for start in range(0, len(rows), batch_size):
+            part = rows[start:start + batch_size]
+            prompts = [encode(r["prompt"]) for r in part] * 2
+            completions = [encode(r["chosen"]) + eos for r in part] + [encode(r["rejected"]) + eos for r in part]
+            ratios, _ = agent.sequence_log_ratios(prompts, completions)
+            wins += (ratios[: len(part)] > ratios[len(part):]).tolist()
+    finally:
+        agent._evaluating = False
+    return float(np.mean(wins)) if wins else float("nan")

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["Interval", "difference_interval", "iqm_interval", "mean_interval", "probability_of_improvement", "rank_by_intervals"]
+__all__ = ["Interval", "contrast_interval", "difference_interval", "iqm_interval", "mean_interval", "probability_of_improvement", "rank_by_intervals"]
 
 CONFIDENCE = 0.95
 MIN_SEEDS_TO_RANK = 3
@@ -94,6 +94,30 @@ def difference_interval(x: Sequence[float], y: Sequence[float], confidence: floa
         warnings.simplefilter("ignore", RuntimeWarning)
         ci = stats.ttest_ind(x, y, equal_var=False).confidence_interval(confidence)
     return Interval(point, ci.low, ci.high)
+
+
+def contrast_interval(groups: Sequence[Sequence[float]], weights: Sequence[float],
+                      confidence: float = CONFIDENCE) -> Interval:
+    """``sum_i w_i mean(groups[i])`` over independent groups (e.g. arms' seeds) and its Welch
+    t ``confidence`` interval: standard error ``sqrt(sum_i w_i^2 s_i^2 / n_i)``, degrees of
+    freedom by Welch-Satterthwaite. Weights (1, -1) are :func:`difference_interval`; (1/2, 1/2,
+    -1, -1/2, -1/2, 1) is a difference of differences (how much an advantage shrinks from one
+    task to another). Without spread in any group: the point, no interval; a weighted group
+    with one value beside spread elsewhere: ValueError."""
+    from scipy import stats
+
+    if len(groups) != len(weights) or not groups:
+        raise ValueError("one weight per group, and at least one group")
+    arrays = [_values(g) for g in groups]
+    point = float(sum(w * a.mean() for w, a in zip(weights, arrays)))
+    terms = [w * w * a.var(ddof=1) / a.size if a.size > 1 else 0.0 for w, a in zip(weights, arrays)]
+    if sum(terms) == 0:
+        return Interval(point, point, point)
+    if any(a.size < 2 and w != 0 for w, a in zip(weights, arrays)):
+        raise ValueError("a contrast interval needs >= 2 values in every weighted group")
+    df = sum(terms) ** 2 / sum(t * t / (a.size - 1) for t, a in zip(terms, arrays) if t > 0)
+    half = stats.t.ppf(0.5 + confidence / 2, df) * np.sqrt(sum(terms))
+    return Interval(point, point - half, point + half)
 
 
 def iqm_interval(values: Sequence[float], confidence: float = CONFIDENCE, reps: int = 10_000, seed: int = 0) -> Interval:

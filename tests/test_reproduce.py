@@ -242,3 +242,64 @@ def test_xu_verdicts_follow_the_declared_tests():
     scrambled = calibration([{"calibration": [[0, 0]] * 400 + [[s, 3.0 * abs(rng.normal(0, 0.3))] for s in spread]}],
                             dataclasses.replace(FULL, bootstrap=200))
     assert _verdicts(records, arms, 0.55, FULL, scrambled)[0]["c"] is False  # no correlation, errors 2.4x the spread
+
+
+# --- Swamy et al.: RM + online RL vs offline DPO, with and without a generation-verification gap ------
+
+
+@pytest.fixture(scope="module")
+def swamy(tmp_path_factory):
+    return quick_run(tmp_path_factory, "swamy")
+
+
+def test_quick_swamy_runs_both_tasks_and_every_arm_on_the_same_pairs(swamy):
+    from lmgym.reproduce.swamy import ARMS, QUICK, RM_ARMS, TASKS
+
+    out, summary = swamy
+    assert set(summary["results"]) == set(TASKS) and set(summary["verdicts"]) == {"a1", "a2", "b", "c"}
+    for task in TASKS:
+        pairs = [json.loads(line) for line in (out / "data" / task / "pairs.jsonl").read_text().splitlines()]
+        assert len(pairs) == QUICK.pairs  # one fixed dataset, ties skipped
+        assert all(p["chosen_ground_truth"] != p["rejected_ground_truth"] for p in pairs)
+        heldout = [json.loads(line) for line in (out / "data" / task / "heldout.jsonl").read_text().splitlines()]
+        assert all(p["chosen_ground_truth"] > p["rejected_ground_truth"] for p in heldout)  # oriented by the truth
+        for name in ARMS:
+            for seed in QUICK.seeds:
+                record = json.loads((out / "runs" / task / name / f"seed{seed}" / "result.json").read_text())
+                assert record["samples"] == QUICK.samples  # the same sample budget for every arm
+                assert record["lr"] == summary["tuning"][task][name]["chosen_lr"]
+                if name == "dpo-offline":
+                    assert record["params"]["preferences"].endswith(f"data/{task}/pairs.jsonl")
+                    assert 0.0 <= record["implicit_accuracy"] <= 1.0
+        for seed in QUICK.seeds:
+            meta = json.loads((out / "rm" / f"{task}-seed{seed}" / "lmgym_rm.json").read_text())
+            assert meta["pairs"] == QUICK.pairs and 0.0 <= meta["heldout_accuracy"] <= 1.0
+    assert set(RM_ARMS) < set(ARMS)
+    tuning = json.loads((out / "tuning.json").read_text())
+    assert not any(key.startswith("test") for key in json.dumps(tuning).split('"'))  # tuning reads validation only
+    report = (out / "report.md").read_text()
+    assert "declared before the run" in report and "Its verdicts mean nothing" in report and "Seen before declaring" in report
+    assert (out / "swamy.png").stat().st_size > 0
+
+
+def test_swamy_verdicts_follow_the_declared_tests():
+    from lmgym.reproduce.swamy import verdicts
+
+    def arm(values, implicit=None):
+        stats = {"seeds": [0, 1, 2], "test_values": values}
+        if implicit is not None:
+            stats["implicit_accuracy_values"] = implicit
+        return stats
+
+    rms = {task: {s: {"heldout_accuracy": a} for s, a in enumerate([0.8, 0.82, 0.78])} for task in ("gap", "control")}
+    results = {"gap": {"dpo-offline": arm([0.40, 0.42, 0.41], [0.55, 0.6, 0.58]), "rm-grpo": arm([0.60, 0.62, 0.61]),
+                       "rm-online-dpo": arm([0.40, 0.43, 0.39])},
+               "control": {"dpo-offline": arm([0.50, 0.52, 0.51], [0.7, 0.72, 0.71]), "rm-grpo": arm([0.50, 0.51, 0.52]),
+                           "rm-online-dpo": arm([0.50, 0.49, 0.51])}}
+    found, evidence = verdicts(results, rms, 3)
+    assert found == {"a1": True, "a2": None, "b": True, "c": True}
+    assert evidence["(b) A(gap) - A(control)"][0] == pytest.approx(0.1 - 0.0, abs=0.01)
+    results["gap"]["rm-grpo"] = arm([0.30, 0.31, 0.29])  # the RM route loses where the gap is
+    found, _ = verdicts(results, rms, 3)
+    assert found["a1"] is False and found["b"] is False
+    assert set(verdicts(results, rms, 1)[0].values()) == {None}  # one seed: no interval, no verdict

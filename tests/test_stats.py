@@ -73,3 +73,17 @@ def test_maj_at_k_votes_on_canonical_answers():
     order = [3, 0, 4, 1, 2]
     assert maj_at_k([canonical[i] for i in order], [correct[i] for i in order], 5) == 1.0
     assert maj_at_k([written[i] for i in order], [correct[i] for i in order], 5) == 0.0
+
+
+def test_contrast_interval_is_welch_for_two_groups_and_widens_with_more():
+    from lmgym.stats import contrast_interval, difference_interval
+
+    x, y = [0.1, 0.3, 0.2], [0.5, 0.4, 0.45, 0.6]
+    assert tuple(contrast_interval([x, y], [1, -1])) == pytest.approx(tuple(difference_interval(x, y)))
+    both = contrast_interval([x, y, x, y], [1, -1, -1, 1])  # a difference of equal differences
+    assert both.point == pytest.approx(0.0) and both.high - both.low > difference_interval(x, y).high - difference_interval(x, y).low
+    assert tuple(contrast_interval([[1.0, 1.0], [2.0, 2.0]], [1, -1])) == (-1.0, -1.0, -1.0)  # no spread, no interval
+    with pytest.raises(ValueError, match="one weight per group"):
+        contrast_interval([x], [1, -1])
+    with pytest.raises(ValueError, match=">= 2 values"):
+        contrast_interval([x, [0.4]], [1, -1])

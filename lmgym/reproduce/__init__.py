@@ -20,6 +20,7 @@ REPRODUCTIONS = {
     "copg": "lmgym.reproduce.copg",  # off-policy learning without importance weights (Flet-Berliac et al., 2024)
     "havrilla": "lmgym.reproduce.havrilla",  # ExIt vs PPO vs RC-RL for reasoning (Havrilla et al., 2024)
     "razin": "lmgym.reproduce.razin",  # vanishing gradients (Razin et al., ICLR 2024)
+    "swamy": "lmgym.reproduce.swamy",  # the generation-verification gap: RM + online RL vs offline DPO (Swamy et al., 2025)
     "xu": "lmgym.reproduce.xu",  # joint reward-policy learning with epistemic exploration (Xu et al., 2023)
 }
 

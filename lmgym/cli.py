@@ -236,7 +236,7 @@ def cmd_train_nli(args: argparse.Namespace) -> int:
 
     record = train_keyfacts_nli(args.out, examples=args.examples, steps=args.steps, seed=args.seed, lr=args.lr,
                                 batch_size=args.batch_size, init=args.init, progress=not args.quiet)
-    print(json.dumps({"out": args.out, **record["held_out"]}))
+    print(json.dumps({"out": args.out, "validation": record["validation"]["accuracy"], "test": record["held_out"]}))
     return 0
 
 

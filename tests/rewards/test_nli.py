@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import json
+from pathlib import Path
 
 import gymnasium as gym
 import pytest
@@ -28,7 +29,9 @@ def test_synthetic_examples_are_balanced_and_labelled_by_construction():
             subject = hypothesis.split(" lives")[0].split(" was born")[0].split(" owns")[0].split(" has")[0]
             assert (subject in premise) == (label == LABELS["contradiction"])
     test = keyfacts_nli_examples(60, "test", seed=1)
+    validation = keyfacts_nli_examples(60, "validation", seed=1)
     assert not {p for p, _, _ in test} & {p for p, _, _ in examples}  # held-out documents
+    assert not {p for p, _, _ in validation} & ({p for p, _, _ in examples} | {p for p, _, _ in test})
 
 
 def test_the_trainer_writes_a_judge_the_entailment_path_loads(tmp_path):
@@ -38,6 +41,7 @@ def test_the_trainer_writes_a_judge_the_entailment_path_loads(tmp_path):
 
     record = train_keyfacts_nli(tmp_path / "nli", examples=300, steps=3, eval_examples=30, progress=False)
     assert record["held_out"]["examples"] == 30 and 0 <= record["held_out"]["accuracy"] <= 1
+    assert record["validation"]["split"] == "validation" and 0 <= record["validation"]["accuracy"] <= 1  # for choices
     assert json.loads((tmp_path / "nli" / "lmgym_nli.json").read_text())["steps"] == 3
     judge = EntailmentJudge(str(tmp_path / "nli"), max_length=256)
     env = gym.make("lmgym/KeyFacts-v0", judge="entailment", nli_model=str(tmp_path / "nli"), facts=2, fillers=1)
@@ -65,3 +69,23 @@ def test_a_judge_started_from_a_causal_lm_separates_premise_and_hypothesis(tmp_p
     probabilities, truncated = judge.entailment_probabilities(["Ana owns 3 cats.", "Bo lives in Oslo."],
                                                               ["Ana owns 3 cats.", "Bo lives in Rome."])
     assert probabilities.shape == (2,) and ((0 < probabilities) & (probabilities < 1)).all() and not truncated.any()
+
+
+def test_the_shipped_judge_scores_what_its_record_says():
+    """keyfacts-nli (lmgym/assets, SHA-256 checked on load) re-scored on its held-out test
+    examples gives the accuracy its lmgym_nli.json records, and the entailment path loads it by name."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from lmgym.rewards.nli import _accuracy, resolve_nli
+
+    path = resolve_nli("keyfacts-nli")
+    record = json.loads((Path(path) / "lmgym_nli.json").read_text())
+    rows = keyfacts_nli_examples(record["held_out"]["examples"], "test", record["seed"] + 1)
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    scored = _accuracy(model, AutoTokenizer.from_pretrained(path), rows)
+    assert scored["accuracy"] == pytest.approx(record["held_out"]["accuracy"], abs=0.01)  # argmax ties may flip across CPUs
+    assert scored["accuracy"] > 0.5  # chance is 1/3
+    judge = EntailmentJudge("keyfacts-nli", max_length=256)
+    probabilities, _ = judge.entailment_probabilities(["Ana owns 3 cats. Bo lives in Oslo."] * 2,
+                                                      ["Ana owns 3 cats.", "Bo lives in Rome."])
+    assert probabilities.shape == (2,)

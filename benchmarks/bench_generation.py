@@ -66,6 +66,7 @@ def one_model(args) -> dict:
     from lmgym.generation.hf import HFGenerator
     from lmgym.generation.vllm import VLLMGenerator
     from lmgym.rollout import rollout
+    from lmgym.stats import mean_interval
 
     with tempfile.TemporaryDirectory() as folder:
         path = build_model(args.one, folder)
@@ -76,17 +77,9 @@ def one_model(args) -> dict:
         result = {"model": args.one}
         hf = HFGenerator(path, batch_size=args.prompts)
         result["parameters"] = sum(p.numel() for p in hf.model.parameters())
-        seconds, generations = measure(lambda: hf.generate(prompts, seed=0, **sampling), args.repeats)
-        tokens = sum(c.num_tokens for g in generations for c in g.completions)
-        result["hf_tokens_per_s"] = tokens / seconds
-
         start = time.perf_counter()
         vllm = VLLMGenerator(path, dtype="float32")
         result["vllm_start_s"] = time.perf_counter() - start
-        seconds, generations = measure(lambda: vllm.generate(prompts, seed=0, **sampling), args.repeats)
-        tokens = sum(c.num_tokens for g in generations for c in g.completions)
-        result["vllm_tokens_per_s"] = tokens / seconds
-        result["vllm_over_hf"] = result["vllm_tokens_per_s"] / result["hf_tokens_per_s"]
 
         # raw vLLM on the same requests (the same token ids, sampling and sampled-token
         # log-probs, no lmgym code): what lmgym's path must stay within 5% of; and raw vLLM
@@ -95,11 +88,36 @@ def one_model(args) -> dict:
 
         token_prompts = [TokensPrompt(prompt_token_ids=ids) for ids in vllm.encode(prompts)]
         same = SamplingParams(n=args.n, temperature=1.0, top_p=1.0, max_tokens=args.max_tokens, seed=0, logprobs=0)
-        seconds, outputs = measure(lambda: vllm.llm.generate(token_prompts, same, use_tqdm=False), args.repeats)
-        result["raw_vllm_tokens_per_s"] = sum(len(o.token_ids) for r in outputs for o in r.outputs) / seconds
         bare_params = SamplingParams(n=args.n, temperature=1.0, top_p=1.0, max_tokens=args.max_tokens, seed=0)
-        seconds, outputs = measure(lambda: vllm.llm.generate(prompts, bare_params, use_tqdm=False), args.repeats)
-        result["raw_nologprobs_tokens_per_s"] = sum(len(o.token_ids) for r in outputs for o in r.outputs) / seconds
+
+        def completion_tokens(generations):
+            return sum(c.num_tokens for g in generations for c in g.completions)
+
+        def raw_tokens(outputs):
+            return sum(len(o.token_ids) for r in outputs for o in r.outputs)
+
+        paths = {
+            "hf": (lambda: hf.generate(prompts, seed=0, **sampling), completion_tokens),
+            "vllm": (lambda: vllm.generate(prompts, seed=0, **sampling), completion_tokens),
+            "raw_vllm": (lambda: vllm.llm.generate(token_prompts, same, use_tqdm=False), raw_tokens),
+            "raw_nologprobs": (lambda: vllm.llm.generate(prompts, bare_params, use_tqdm=False), raw_tokens),
+        }
+        rates = {name: [] for name in paths}
+        for name, (fn, _) in paths.items():
+            fn()  # warm-up
+        for _ in range(args.repeats):  # interleaved, so that machine noise hits every path alike
+            for name, (fn, count) in paths.items():
+                start = time.perf_counter()
+                tokens = count(fn())
+                rates[name].append(tokens / (time.perf_counter() - start))
+        for name in paths:
+            result[f"{name}_tokens_per_s"] = statistics.median(rates[name])
+        result["rates"] = rates
+        for key, (top, bottom) in {"vllm_over_hf": ("vllm", "hf"), "lmgym_over_raw": ("vllm", "raw_vllm")}.items():
+            ratios = [a / b for a, b in zip(rates[top], rates[bottom])]  # paired by repeat
+            interval = mean_interval(ratios)
+            result[key] = statistics.median(ratios)
+            result[key + "_interval"] = [interval.point, interval.low, interval.high]
 
         # rollout over the same prompts vs the bare generator call on them
         envs = gym.make_vec("lmgym/Arithmetic-v0", num_envs=args.prompts * args.n, split="test")
@@ -126,6 +144,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", help="also write every model's measurements to this JSON file")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -134,7 +153,7 @@ def main() -> None:
 
     from tabulate import tabulate
 
-    rows = []
+    rows, records = [], []
     for model in args.models:
         command = [sys.executable, __file__, "--one", model, "--prompts", str(args.prompts), "--n", str(args.n),
                    "--max-tokens", str(args.max_tokens), "--repeats", str(args.repeats)]
@@ -144,14 +163,25 @@ def main() -> None:
             print(output.stdout[-2000:], output.stderr[-4000:], file=sys.stderr)
             raise SystemExit(f"benchmark of {model} failed")
         r = json.loads(lines[0][7:])
+        low, high = r["vllm_over_hf_interval"][1:]
+        raw_low, raw_high = r["lmgym_over_raw_interval"][1:]
         rows.append([r["model"], f"{r['parameters']:,}", f"{r['hf_tokens_per_s']:,.0f}", f"{r['vllm_tokens_per_s']:,.0f}",
-                     f"{r['vllm_over_hf']:.2f}x", f"{r['raw_vllm_tokens_per_s']:,.0f}",
-                     f"{r['vllm_tokens_per_s'] / r['raw_vllm_tokens_per_s']:.0%}", f"{r['raw_nologprobs_tokens_per_s']:,.0f}",
+                     f"{r['vllm_over_hf']:.2f}x [{low:.2f}, {high:.2f}]", f"{r['raw_vllm_tokens_per_s']:,.0f}",
+                     f"{r['lmgym_over_raw']:.0%} [{raw_low:.0%}, {raw_high:.0%}]",
+                     f"{r['raw_nologprobs_tokens_per_s']:,.0f}",
                      f"{r['rollout_overhead']:+.1%}", f"{r['sync_s']:.3f}", f"{r['vllm_start_s']:.0f}"])
-    print(f"{args.prompts} prompts x n={args.n}, temperature 1, max_tokens {args.max_tokens}, median of {args.repeats}")
+        if args.json:
+            records.append({**r, "prompts": args.prompts, "n": args.n, "max_tokens": args.max_tokens,
+                            "repeats": args.repeats})
+    print(f"{args.prompts} prompts x n={args.n}, temperature 1, max_tokens {args.max_tokens}, median of {args.repeats} "
+          f"interleaved repeats (ratios: median of the paired per-repeat ratios, [95% t interval of their mean])")
     print(tabulate(rows, headers=["model", "params", "HF tok/s", "vLLM tok/s", "vLLM/HF", "raw vLLM tok/s",
                                   "lmgym/raw", "raw, no log-probs", "rollout overhead",
                                   "weight sync s", "engine start s"]))
+    if args.json:
+        from lmgym.io import write_json_atomic
+
+        write_json_atomic(args.json, {"command": " ".join(sys.argv), "results": records})
 
 
 if __name__ == "__main__":

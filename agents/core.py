@@ -85,7 +85,15 @@ def completion_logprobs(
     for i, row in enumerate(rows):
         input_ids[i, : len(row)] = torch.tensor(row, device=device)
         attention_mask[i, : len(row)] = 1
-    output = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=return_hidden)
+    # Only the positions from the earliest completion start on predict a completion token: ask the
+    # model for the logits of those last `keep` positions alone (transformers' `logits_to_keep`),
+    # not of every prompt position (with a 49k vocabulary the LM head and the softmax over prompt
+    # positions were a large share of a training pass). A model without the option returns all.
+    first = min(len(p) for p in prompt_ids) - 1
+    keep = width - first
+    output = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=return_hidden,
+                   **({"logits_to_keep": keep} if _keeps_logits(model) else {}))
+    offset = first if output.logits.shape[1] == keep else 0
     # position t predicts token t+1: gather each completion's span [len(p) - 1, len(p) - 1 + len(c))
     starts = torch.tensor([len(p) - 1 for p in prompt_ids], device=device)
     positions = starts[:, None] + torch.arange(steps, device=device)[None, :]
@@ -93,13 +101,71 @@ def completion_logprobs(
     mask = (torch.arange(steps, device=device)[None, :] < lengths[:, None]).float()
     positions = positions.clamp(max=width - 1)
     targets = input_ids.gather(1, (positions + 1).clamp(max=width - 1))
-    logits = output.logits.gather(1, positions[..., None].expand(-1, -1, output.logits.shape[-1])).float()
+    kept = positions - offset
+    logits = output.logits.gather(1, kept[..., None].expand(-1, -1, output.logits.shape[-1])).float()
     logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1) * mask
     if not return_hidden:
         return logprobs, mask
     hidden = output.hidden_states[-1]
     hidden = hidden.gather(1, positions[..., None].expand(-1, -1, hidden.shape[-1]))
     return logprobs, mask, hidden
+
+
+def checkpointing_layers(model) -> list:
+    """The layers of ``model`` that ``gradient_checkpointing_enable`` switched on.
+
+    transformers checkpoints a layer only while that layer is in training mode, and lmgym keeps
+    its policy in eval mode (no dropout: the trainer's log-probs must be the sampler's), so
+    without :func:`layers_in_training_mode` around a pass with gradients the option would
+    silently do nothing (it did until this was found by counting forward calls in backward)."""
+    try:
+        from transformers.modeling_layers import GradientCheckpointingLayer
+    except ImportError:  # older transformers: every module that carries the flag
+        GradientCheckpointingLayer = torch.nn.Module
+    return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer) and getattr(m, "gradient_checkpointing", False)]
+
+
+class layers_in_training_mode:
+    """Set these layers' own ``training`` flag (not their submodules': dropout stays off) while a
+    pass with gradients runs, so that transformers checkpoints them; restored afterwards."""
+
+    def __init__(self, layers: list):
+        self.layers = layers if torch.is_grad_enabled() else []
+
+    def __enter__(self):
+        self.changed = [m for m in self.layers if not m.training]
+        for module in self.changed:
+            module.training = True
+
+    def __exit__(self, *exc):
+        for module in self.changed:
+            module.training = False
+
+
+def _keeps_logits(model) -> bool:
+    """Whether ``model``'s forward takes ``logits_to_keep`` (transformers' causal LMs do); looks
+    through lmgym's :class:`AdaptersOff` and peft's wrappers to the model that does the work."""
+    seen = 0
+    while seen < 4:
+        seen += 1
+        if isinstance(model, AdaptersOff):
+            model = model.policy
+        elif hasattr(model, "get_base_model"):
+            model = model.get_base_model()
+        else:
+            break
+    kind = type(model)
+    if kind not in _KEEPS_LOGITS:
+        import inspect
+
+        try:
+            _KEEPS_LOGITS[kind] = "logits_to_keep" in inspect.signature(model.forward).parameters
+        except (TypeError, ValueError, AttributeError):
+            _KEEPS_LOGITS[kind] = False
+    return _KEEPS_LOGITS[kind]
+
+
+_KEEPS_LOGITS: dict[type, bool] = {}
 
 
 def score_logprobs(
@@ -291,9 +357,11 @@ class Agent:
         self.policy = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32).to(self.device)
         if self.config.lora_rank > 0:
             self.policy = _with_lora(self.policy, self.config)
+        self._checkpointed: list = []  # the policy's layers that recompute their activations in backward
         if self.config.gradient_checkpointing:
             self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             self.policy.config.use_cache = False
+            self._checkpointed = checkpointing_layers(self.policy)
         self.reference = None
         if self.uses_reference:
             if self.config.lora_rank > 0:
@@ -411,7 +479,12 @@ class Agent:
         if sharded:  # at least one micro-batch per rank
             size = max(1, min(size, -(-len(lengths) // distributed.world_size())))
         spans = micro_batches(lengths, size, self.config.micro_batch_tokens)
-        forward = lambda a, b: completion_logprobs(model, prompt_ids[a:b], completion_ids[a:b], pad_id, return_hidden)
+        checkpointed = self._checkpointed if model is self.policy else []
+
+        def forward(a, b):
+            with layers_in_training_mode(checkpointed):
+                return completion_logprobs(model, prompt_ids[a:b], completion_ids[a:b], pad_id, return_hidden)
+
         # Gradient accumulation for any loss: forward without a graph, hand the agent leaf
         # tensors, and after its loss's backward replay each micro-batch with a graph and push
         # the leaves' gradients through it (optimizer_step). One micro-batch's activations are

@@ -65,6 +65,42 @@ def test_completion_logprobs_mask_the_prompt_and_match_full_sequence_scores(tiny
     assert logprobs[0, 2:].abs().sum() == 0
 
 
+def test_completion_logprobs_ask_only_for_the_logits_that_predict_completion_tokens(tiny_model_dir):
+    """With every prompt longer than one token, the positions before the earliest completion
+    start predict no completion token: the model is asked for the last ``keep`` positions only
+    (``logits_to_keep``), and the log-probs are those of a model that computes them all."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from agents.core import AdaptersOff, _keeps_logits
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    prompts, completions = [[5, 6, 7, 4, 3], [8, 3, 4]], [[9, 10], [11, 12, 13, 2]]
+    widths = []
+
+    class AllLogits(torch.nn.Module):  # the same model behind a forward without the option
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, output_hidden_states=False):
+            out = self.inner(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
+            widths.append(out.logits.shape[1])
+            return out
+
+    handle = model.register_forward_hook(lambda module, args, out: widths.append(out.logits.shape[1]))
+    with torch.no_grad():
+        trimmed, mask = completion_logprobs(model, prompts, completions, pad_token_id=0)
+        full, full_mask = completion_logprobs(AllLogits(model), prompts, completions, pad_token_id=0)
+    handle.remove()
+    # width 7 (5 + 2 and 3 + 4); the earliest completion start predicts from position 2 on
+    assert widths == [5, 7, 7] and _keeps_logits(model) and not _keeps_logits(AllLogits(model))
+    torch.testing.assert_close(trimmed, full, atol=1e-6, rtol=0)
+    assert torch.equal(mask, full_mask)
+    lora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
+    assert _keeps_logits(lora) and _keeps_logits(AdaptersOff(lora))
+
+
 @pytest.mark.parametrize("name", ["sft", "ppo", "exit"])
 def test_the_last_iteration_spends_exactly_the_budget(name, warm_model_dir):
     from tests.conftest import EASY_ARITHMETIC

@@ -49,11 +49,38 @@ def test_token_micro_batches_accumulate_to_the_same_update(name, warm_model_dir)
     assert split.train_flops > whole.train_flops  # the replayed forward passes are counted
 
 
+def forward_calls_in_backward(agent, micro_batch_tokens=0) -> int:
+    """How often the policy's first MLP runs during backward: 1 when its layer's activations are
+    recomputed (checkpointing), 0 when they were stored."""
+    mlp = agent.policy.get_base_model().model.layers[0].mlp if agent.config.lora_rank else agent.policy.model.layers[0].mlp
+    calls, original = [], mlp.forward
+    mlp.forward = lambda *args, **kwargs: (calls.append(1), original(*args, **kwargs))[1]
+    logprobs, mask = agent.logprobs(agent.policy, [[5, 6, 7]] * 3, [[8, 9]] * 3)
+    before = len(calls)
+    (logprobs * mask).sum().backward()
+    mlp.forward = original
+    return len(calls) - before
+
+
 def test_gradient_checkpointing_gives_the_same_update(warm_model_dir):
     plain = trained("grpo", warm_model_dir)
     checkpointed = trained("grpo", warm_model_dir, gradient_checkpointing=True)
     assert max_difference(plain.policy.state_dict(), initial(warm_model_dir)) > 1e-4
     assert max_difference(plain.policy.state_dict(), checkpointed.policy.state_dict()) < 1e-5
+
+
+@pytest.mark.parametrize("options", [{}, {"lora_rank": 2}])
+def test_gradient_checkpointing_recomputes_in_backward_with_the_policy_in_eval_mode(options, warm_model_dir):
+    """transformers checkpoints a layer only in training mode, and lmgym keeps the policy in eval
+    mode (no dropout): the option used to do nothing. Now the layers recompute in backward, and
+    the policy's modules keep the modes they had (the base model's: eval, no dropout)."""
+    grpo = load_agent("grpo")
+    plain = grpo(small_config(grpo, warm_model_dir, **options))
+    checkpointed = grpo(small_config(grpo, warm_model_dir, gradient_checkpointing=True, **options))
+    assert forward_calls_in_backward(plain) == 0
+    assert forward_calls_in_backward(checkpointed) == 1
+    assert [m.training for m in checkpointed.policy.modules()] == [m.training for m in plain.policy.modules()]
+    assert not any(layer.training for layer in checkpointed._checkpointed)
 
 
 def test_bf16_autocast_keeps_float32_weights_and_the_gradient_direction(warm_model_dir):

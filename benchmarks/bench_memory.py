@@ -3,13 +3,16 @@ training step (policy forward/backward on a batch, a reference pass, AdamW) on
 SmolLM2-135M-Instruct (``model="smollm2-135m"``), one configuration per fresh process.
 
     python benchmarks/bench_memory.py [--model smollm2-135m] [--sequences 16] [--prompt 64] [--completion 192]
+        [--steps 3] [--timeout 900] [--configs NAME ...] [--json FILE]
 
 Configurations: float32 full fine-tuning with a reference copy (the baseline), LoRA (rank 16,
 all linear layers; the reference is the base with adapters off), bf16 autocast, gradient
 checkpointing, micro-batches of 1,024 tokens with gradient accumulation, and all of them.
 Peak memory is the process's peak resident set (CPU) or peak allocated CUDA memory (GPU),
-measured after the model is loaded and again after 3 steps; step time is the median of
-the 3 steps after one warm-up.
+measured after the model is loaded and again after the timed steps; step time is the median of
+``--steps`` steps after one warm-up. A configuration that runs past ``--timeout`` seconds is
+reported as such and the others still run (bf16 on a CPU without native bf16 arithmetic, AVX2
+only, is emulated and can be many times slower than float32).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ CONFIGS = {
     "micro-batches of 1024 tokens": {"micro_batch_tokens": 1024},
     "all of them": {"lora_rank": 16, "bf16": True, "gradient_checkpointing": True, "micro_batch_tokens": 1024},
 }
+KEYS = dict(zip(("baseline", "lora", "bf16", "checkpointing", "micro-batches", "all"), CONFIGS))  # --configs names
 
 
 def peak_mb() -> float:
@@ -67,7 +71,7 @@ def one(args) -> dict:
 
     step()
     times = []
-    for _ in range(3):
+    for _ in range(args.steps):
         started = time.perf_counter()
         step()
         times.append(time.perf_counter() - started)
@@ -81,6 +85,11 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=16)
     parser.add_argument("--prompt", type=int, default=64)
     parser.add_argument("--completion", type=int, default=192)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per configuration (after one warm-up)")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds one configuration may take")
+    parser.add_argument("--configs", nargs="+", choices=list(KEYS), default=list(KEYS),
+                        help="configurations to run (default: all); the baseline always runs first")
+    parser.add_argument("--json", help="also write the measurements to this JSON file")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -91,12 +100,25 @@ def main() -> None:
     from lmgym.hub import resolve
 
     resolve(args.model)  # build a named model once, before the timed processes
-    rows, base = [], None
-    for name, options in CONFIGS.items():
+    rows, base, records = [], None, {}
+    names = ["float32 (baseline)"] + [KEYS[key] for key in args.configs if key != "baseline"]
+    for name in names:
+        options = CONFIGS[name]
         command = [sys.executable, __file__, "--model", args.model, "--sequences", str(args.sequences), "--prompt",
-                   str(args.prompt), "--completion", str(args.completion), "--one", json.dumps(options)]
-        out = subprocess.run(command, check=True, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                   str(args.prompt), "--completion", str(args.completion), "--steps", str(args.steps),
+                   "--one", json.dumps(options)]
+        started = time.perf_counter()
+        try:
+            out = subprocess.run(command, check=True, capture_output=True, text=True, timeout=args.timeout,
+                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        except subprocess.TimeoutExpired:
+            records[name] = {"options": options, "timed_out_s": args.timeout}
+            rows.append((name, "", "", "", "", f"> {args.timeout:.0f} s for 1 + {args.steps} steps", ""))
+            print(f"{name}: timed out after {args.timeout:.0f} s", file=sys.stderr, flush=True)
+            continue
         record = json.loads(out.stdout.strip().splitlines()[-1])
+        record.update(options=options, process_s=time.perf_counter() - started)
+        records[name] = record
         base = base or record
         rows.append((name, f"{record['trainable'] / 1e6:.2f}M", f"{record['loaded_mb']:.0f}", f"{record['peak_mb']:.0f}",
                      f"{record['peak_mb'] / base['peak_mb']:.2f}", f"{record['step_s']:.2f}",
@@ -106,6 +128,12 @@ def main() -> None:
           f"{args.prompt}+{args.completion} tokens")
     print(tabulate(rows, headers=["configuration", "trained params", "loaded MB", "peak MB", "x baseline", "step s",
                                   "x baseline"]))
+    if args.json:
+        from lmgym.io import write_json_atomic
+
+        write_json_atomic(args.json, {"command": " ".join(sys.argv), "model": args.model, "sequences": args.sequences,
+                                      "prompt": args.prompt, "completion": args.completion, "steps": args.steps,
+                                      "configs": records})
 
 
 if __name__ == "__main__":

@@ -11,8 +11,7 @@ checkpointing, micro-batches of 1,024 tokens with gradient accumulation, and all
 Peak memory is the process's peak resident set (CPU) or peak allocated CUDA memory (GPU),
 measured after the model is loaded and again after the timed steps; step time is the median of
 ``--steps`` steps after one warm-up. A configuration that runs past ``--timeout`` seconds is
-reported as such and the others still run (bf16 on a CPU without native bf16 arithmetic, AVX2
-only, is emulated and can be many times slower than float32).
+reported as such and the others still run.
 """
 
 from __future__ import annotations

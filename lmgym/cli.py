@@ -235,8 +235,10 @@ def cmd_train_nli(args: argparse.Namespace) -> int:
     from lmgym.rewards.nli import train_keyfacts_nli
 
     record = train_keyfacts_nli(args.out, examples=args.examples, steps=args.steps, seed=args.seed, lr=args.lr,
-                                batch_size=args.batch_size, init=args.init, progress=not args.quiet)
-    print(json.dumps({"out": args.out, "validation": record["validation"]["accuracy"], "test": record["held_out"]}))
+                                batch_size=args.batch_size, init=args.init, progress=not args.quiet,
+                                eval_every=args.eval_every)
+    print(json.dumps({"out": args.out, "chosen_step": record["chosen_step"], "validation": record["validation"]["accuracy"],
+                      "test": record["held_out"]}))
     return 0
 
 
@@ -396,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     nli.add_argument("--lr", type=float, default=1e-3)
     nli.add_argument("--batch-size", type=int, default=64)
     nli.add_argument("--init", help="start from this causal LM (e.g. keyfacts-tiny) instead of a RoBERTa from scratch")
+    nli.add_argument("--eval-every", type=int, default=0, metavar="N",
+                     help="score validation every N steps and keep the best checkpoint (steps chosen on validation)")
     nli.add_argument("--quiet", action="store_true")
     nli.set_defaults(func=cmd_train_nli)
     rm = commands.add_parser("train-rm", help="train a Bradley-Terry reward model (K heads and/or K members)")

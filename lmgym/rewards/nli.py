@@ -137,12 +137,17 @@ def _accuracy(model, tokenizer, rows: list[tuple[str, str, int]], batch_size: in
 
 def train_keyfacts_nli(out: str | os.PathLike, examples: int = 12_000, steps: int = 1_500, batch_size: int = 64,
                        lr: float = 1e-3, seed: int = 0, eval_examples: int = 600, progress: bool = True,
-                       init: str | None = None) -> dict:
+                       init: str | None = None, eval_every: int = 0) -> dict:
     """Train and save the tiny NLI judge; returns its record (also ``out/lmgym_nli.json``).
 
     ``init=None``: a tiny RoBERTa from scratch with a BPE learned on the examples; else a causal
     LM to start from (:func:`classifier_from_causal_lm`, e.g. ``"keyfacts-tiny"``, which has read
-    KeyFacts documents and copies facts from them)."""
+    KeyFacts documents and copies facts from them).
+
+    ``eval_every=N``: score the validation split every N steps (and at the end) and save the
+    checkpoint with the best validation accuracy (the earliest on ties): the number of steps is
+    chosen on validation, and the test split is scored once, on the saved judge. The record's
+    ``validation_curve`` holds every (step, accuracy)."""
     import torch
     from tqdm.auto import tqdm
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -169,6 +174,7 @@ def train_keyfacts_nli(out: str | os.PathLike, examples: int = 12_000, steps: in
         rng = np.random.default_rng(seed)
         model.train()
         bar = tqdm(range(steps), desc="train keyfacts-nli", disable=not progress)
+        curve, best = [], None  # best: (validation accuracy, step, state) when eval_every > 0
         for step in bar:
             rows = [train[i] for i in rng.integers(0, len(train), batch_size)]
             batch = tokenizer([p for p, _, _ in rows], [h for _, h, _ in rows], truncation="only_first", max_length=256,
@@ -181,12 +187,25 @@ def train_keyfacts_nli(out: str | os.PathLike, examples: int = 12_000, steps: in
             schedule.step()
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
+            done = step + 1
+            if eval_every > 0 and (done % eval_every == 0 or done == steps):
+                model.eval()
+                accuracy = _accuracy(model, tokenizer, validation)["accuracy"]
+                model.train()
+                curve.append((done, accuracy))
+                bar.set_postfix(loss=f"{loss.item():.3f}", validation=f"{accuracy:.3f}")
+                if best is None or accuracy > best[0]:
+                    best = (accuracy, done, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        if best is not None:
+            model.load_state_dict(best[2])
         model.eval()
         scores = {name: _accuracy(model, tokenizer, rows) for name, rows in (("validation", validation), ("test", held_out))}
         model.save_pretrained(staging)
         record = {"task": "synthetic KeyFacts entailment (lmgym.rewards.nli.keyfacts_nli_examples)",
                   "init": init or "scratch (tiny RoBERTa)", "examples": examples,
                   "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
+                  "eval_every": eval_every, "chosen_step": best[1] if best is not None else steps,
+                  "validation_curve": [{"step": k, "accuracy": a} for k, a in curve],
                   "parameters": sum(p.numel() for p in model.parameters()),
                   "validation": {"examples": eval_examples, "split": "validation", **scores["validation"]},
                   "held_out": {"examples": eval_examples, "split": "test", **scores["test"]},

@@ -51,6 +51,25 @@ def test_the_trainer_writes_a_judge_the_entailment_path_loads(tmp_path):
     assert judge.entailment_index == LABELS["entailment"]
 
 
+def test_eval_every_keeps_the_checkpoint_best_on_validation(tmp_path):
+    """eval_every=N: validation scored every N steps and at the end; the saved judge is the best
+    of them (the earliest on ties), and re-scoring it on validation gives that accuracy."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from lmgym.rewards.nli import _accuracy, train_keyfacts_nli
+
+    record = train_keyfacts_nli(tmp_path / "nli", examples=300, steps=5, eval_every=2, eval_examples=30,
+                                lr=3e-3, progress=False)
+    curve = {point["step"]: point["accuracy"] for point in record["validation_curve"]}
+    assert list(curve) == [2, 4, 5]
+    best = max(curve.values())
+    assert record["chosen_step"] == min(step for step, accuracy in curve.items() if accuracy == best)
+    assert record["validation"]["accuracy"] == pytest.approx(best)
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "nli").eval()
+    rescored = _accuracy(model, AutoTokenizer.from_pretrained(tmp_path / "nli"), keyfacts_nli_examples(30, "validation", 1))
+    assert rescored["accuracy"] == pytest.approx(best)
+
+
 def test_a_judge_started_from_a_causal_lm_separates_premise_and_hypothesis(tmp_path):
     """init="keyfacts-tiny": the policy's body under a new 3-way head, its tokenizer with a pair
     template (premise </s> hypothesis </s>); the entailment path loads and scores with it."""

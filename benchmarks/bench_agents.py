@@ -44,10 +44,10 @@ from pathlib import Path
 ENV = "lmgym/Arithmetic-v0"
 
 
-def settings(samples: int) -> dict:
+def settings(samples: int, overrides: dict | None = None) -> dict:
     from agents.grpo import GRPOConfig
 
-    config = GRPOConfig()
+    config = GRPOConfig(**(overrides or {}))
     if config.minibatch_size != config.prompts_per_iteration * config.samples_per_prompt:
         raise SystemExit("this peer maps one lmgym iteration to one TRL generation batch: minibatch_size must be the rollout")
     iterations = -(-samples // (config.prompts_per_iteration * config.samples_per_prompt))
@@ -59,11 +59,12 @@ def settings(samples: int) -> dict:
             "optimizer_steps": iterations * config.epochs}
 
 
-def test_accuracy(model: str) -> float:
+def test_accuracy(model: str, env_kwargs: dict | None = None, overrides: dict | None = None) -> float:
     from agents.core import BasePolicy
 
-    base = BasePolicy(BasePolicy.Config(model=model, eval_k=1))
-    return base.test(ENV)["test/ground_truth"]
+    keep = {k: v for k, v in (overrides or {}).items() if k in ("max_new_tokens", "test_problems")}
+    base = BasePolicy(BasePolicy.Config(model=model, eval_k=1, **keep))
+    return base.test(ENV, env_kwargs=env_kwargs or {})["test/ground_truth"]
 
 
 class PhaseProfile:
@@ -107,7 +108,8 @@ PHASES = ("generation", "scoring", "rollout bookkeeping", "log-prob forward", "b
 VARIANTS = {"lmgym": {}, "lmgym-recompute": {"recompute_old_logprobs": True}}  # lmgym runs: GRPOConfig overrides
 
 
-def run_lmgym(seed: int, samples: int, out: Path, name: str = "lmgym") -> dict:
+def run_lmgym(seed: int, samples: int, out: Path, name: str = "lmgym", model: str = "default", backend: str = "hf",
+              env_kwargs: dict | None = None, overrides: dict | None = None) -> dict:
     import torch
 
     import agents.core
@@ -118,6 +120,9 @@ def run_lmgym(seed: int, samples: int, out: Path, name: str = "lmgym") -> dict:
     from lmgym.vector import LMVectorEnv
 
     import lmgym.generation.hf  # noqa: F401  (the HF generator this benchmark runs)
+
+    if backend == "vllm":
+        import lmgym.generation.vllm  # noqa: F401  (so that its generate is wrapped too)
 
     profile = PhaseProfile()
     for cls in (Generator, *Generator.__subclasses__()):
@@ -131,19 +136,21 @@ def run_lmgym(seed: int, samples: int, out: Path, name: str = "lmgym") -> dict:
     profile.wrap(torch.autograd, "backward", "backward")
     profile.wrap(Agent, "optimizer_step", "optimizer")
     profile.wrap(Agent, "sync_generator", "weight sync")
-    agent = GRPO(GRPOConfig(seed=seed, eval_every=0, eval_k=1, select_on="last", **VARIANTS[name]))
-    result = agent.learn(ENV, Budget(max_samples=samples), progress=False, test=False)
+    agent = GRPO(GRPOConfig(seed=seed, eval_every=0, eval_k=1, select_on="last", model=model, backend=backend,
+                            **VARIANTS[name], **(overrides or {})))
+    result = agent.learn(ENV, Budget(max_samples=samples), env_kwargs=env_kwargs or {}, progress=False, test=False)
     folder = out / ("lmgym-grpo" if name == "lmgym" else name) / f"seed{seed}-model"
     agent.policy.save_pretrained(folder)
     agent.tokenizer.save_pretrained(folder)
     last = result.curve[-1]
     return {"agent": "lmgym GRPO" + ("" if name == "lmgym" else f" ({name})"), "seed": seed, "samples": result.budget["samples"],
             "optimizer_steps": last["optimizer_steps"], "train_seconds": last["train_seconds"],
-            "phase_shares": profile.shares(), "profiled_seconds": profile.total,
-            "test_accuracy": test_accuracy(str(folder))}
+            "phase_shares": profile.shares(), "profiled_seconds": profile.total, "backend": backend,
+            "test_accuracy": test_accuracy(str(folder), env_kwargs, overrides)}
 
 
-def run_trl(seed: int, samples: int, out: Path) -> dict:
+def run_trl(seed: int, samples: int, out: Path, model: str = "default", env_kwargs: dict | None = None,
+            overrides: dict | None = None) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
@@ -151,9 +158,10 @@ def run_trl(seed: int, samples: int, out: Path) -> dict:
     from lmgym.integrations.trl import dataset, reward_function
     from lmgym.pretrain import default_model
 
-    s = settings(samples)
+    s = settings(samples, overrides)
     # lmgym's public TRL adapter: the env's prompts, and its verifier as a batched TRL reward
-    train = dataset(ENV, "train", num_problems=s["iterations"] * s["prompts_per_step"], seed=seed)
+    env_kwargs = env_kwargs or {}
+    train = dataset(ENV, "train", num_problems=s["iterations"] * s["prompts_per_step"], seed=seed, **env_kwargs)
 
     batch = s["prompts_per_step"] * s["group_size"]  # completions per optimizer step, as in lmgym
     config = GRPOConfig(
@@ -165,10 +173,14 @@ def run_trl(seed: int, samples: int, out: Path) -> dict:
         max_completion_length=s["max_new_tokens"], max_steps=s["optimizer_steps"], logging_steps=10, report_to=[],
         seed=seed, use_cpu=True, save_strategy="no", bf16=False, shuffle_dataset=False,
     )
-    path = str(default_model())
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    from lmgym.pretrain import model_path
+
+    path = str(default_model()) if model == "default" else str(model_path(model))
+    policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    trainer = GRPOTrainer(model=model, reward_funcs=reward_function(ENV), args=config, train_dataset=train,
+    if tokenizer.pad_token_id is None:  # as lmgym's agents do
+        tokenizer.pad_token = tokenizer.eos_token
+    trainer = GRPOTrainer(model=policy, reward_funcs=reward_function(ENV, **env_kwargs), args=config, train_dataset=train,
                           processing_class=tokenizer)
     start = time.perf_counter()
     trainer.train()
@@ -177,7 +189,8 @@ def run_trl(seed: int, samples: int, out: Path) -> dict:
     trainer.model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return {"agent": "TRL GRPOTrainer", "seed": seed, "samples": s["iterations"] * batch,
-            "optimizer_steps": trainer.state.global_step, "train_seconds": seconds, "test_accuracy": test_accuracy(str(folder))}
+            "optimizer_steps": trainer.state.global_step, "train_seconds": seconds,
+            "test_accuracy": test_accuracy(str(folder), env_kwargs, overrides)}
 
 
 def main() -> None:
@@ -187,12 +200,20 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench_agents")
     parser.add_argument("--ablate-old-logprobs", action="store_true",
                         help="also run lmgym GRPO with recompute_old_logprobs=True and print the paired speed-up")
+    parser.add_argument("--model", default="default", help="both trainers' starting model (default: lmgym's tiny one)")
+    parser.add_argument("--backend", default="hf", help="lmgym's generator: hf or vllm (TRL generates with HF)")
+    parser.add_argument("--env-kwargs", default="{}", help="JSON: task options for both (e.g. smaller problems)")
+    parser.add_argument("--set", default="{}", help="JSON: GRPOConfig fields changed for both (prompts_per_iteration, "
+                        "samples_per_prompt, max_new_tokens, lr, ...)")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = Path(args.out)
+    env_kwargs, overrides = json.loads(args.env_kwargs), json.loads(args.set)
+    overrides.setdefault("minibatch_size", overrides.get("prompts_per_iteration", 64) * overrides.get("samples_per_prompt", 4))
     if args.one:
         name, seed = args.one[0], int(args.one[1])
-        row = run_trl(seed, args.samples, out) if name == "trl" else run_lmgym(seed, args.samples, out, name)
+        row = (run_trl(seed, args.samples, out, args.model, env_kwargs, overrides) if name == "trl" else
+               run_lmgym(seed, args.samples, out, name, args.model, args.backend, env_kwargs, overrides))
         row["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         from lmgym.io import write_json_atomic
 
@@ -204,14 +225,17 @@ def main() -> None:
     from lmgym.io import write_json_atomic
     from lmgym.stats import mean_interval
 
-    print("settings (both):", json.dumps(settings(args.samples)), flush=True)
+    print("settings (both):", json.dumps(settings(args.samples, overrides)), "model:", args.model, "env kwargs:",
+          json.dumps(env_kwargs), "lmgym backend:", args.backend, flush=True)
     runs: dict[str, list[dict]] = {}
     for seed in args.seeds:
         for name in ("lmgym", "trl", *(["lmgym-recompute"] if args.ablate_old_logprobs else [])):
             result_file = out / f"{name}-seed{seed}.json"
             if not result_file.is_file():
                 print(f"running {name} seed {seed} ...", flush=True)
-                command = [sys.executable, __file__, "--one", name, str(seed), "--samples", str(args.samples), "--out", str(out)]
+                command = [sys.executable, __file__, "--one", name, str(seed), "--samples", str(args.samples), "--out", str(out),
+                           "--model", args.model, "--backend", args.backend, "--env-kwargs", args.env_kwargs,
+                           "--set", args.set]
                 done = subprocess.run(command, capture_output=True, text=True)
                 if done.returncode != 0:
                     print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
@@ -247,7 +271,9 @@ def main() -> None:
         print(f"\nold log-probs reused vs recomputed, same seeds in one run: {mean_interval(paired).format(2)}x "
               f"(mean of per-seed ratios, 95% t; recomputing: {mean_interval(ablation['recompute_rates']).format(0)} samples/s, "
               f"test accuracy {mean_interval(ablation['recompute_test_accuracy']).format()})")
-    write_json_atomic(out / "summary.json", {"env": ENV, "settings": settings(args.samples), "table": rows,
+    write_json_atomic(out / "summary.json", {"env": ENV, "settings": settings(args.samples, overrides), "table": rows,
+                                             "model": args.model, "lmgym_backend": args.backend, "env_kwargs": env_kwargs,
+                                             "command": " ".join(sys.argv),
                                              "throughput_ratio": ratio, "ablation_old_logprobs": ablation,
                                              "runs": runs})
 

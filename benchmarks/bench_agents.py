@@ -249,7 +249,7 @@ def main() -> None:
         rows.append({"trainer": results[0]["agent"], "seeds": len(results),
                      "test accuracy (95% t CI)": mean_interval([r["test_accuracy"] for r in results]).format(),
                      "optimizer steps": results[0]["optimizer_steps"], "samples": results[0]["samples"],
-                     "samples/s (95% t CI)": mean_interval(rate).format(0),
+                     "samples/s (95% t CI)": mean_interval(rate).format(0 if min(rate) >= 100 else 2),
                      "peak RSS MiB": round(max(r["peak_rss_mib"] for r in results))})
     table = tabulate(rows, headers="keys", tablefmt="github")
     ratio = (sum(r["samples"] / r["train_seconds"] for r in runs["lmgym"]) / len(runs["lmgym"])) / (

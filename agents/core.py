@@ -145,9 +145,7 @@ class layers_in_training_mode:
 def _keeps_logits(model) -> bool:
     """Whether ``model``'s forward takes ``logits_to_keep`` (transformers' causal LMs do); looks
     through lmgym's :class:`AdaptersOff` and peft's wrappers to the model that does the work."""
-    seen = 0
-    while seen < 4:
-        seen += 1
+    for _ in range(4):  # AdaptersOff(peft(model)) at most
         if isinstance(model, AdaptersOff):
             model = model.policy
         elif hasattr(model, "get_base_model"):

@@ -30,6 +30,7 @@ sampling is seeded the same way, so an interrupted run resumes to the same state
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -125,20 +126,17 @@ def checkpointing_layers(model) -> list:
     return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer) and getattr(m, "gradient_checkpointing", False)]
 
 
-class layers_in_training_mode:
+@contextlib.contextmanager
+def layers_in_training_mode(layers: list):
     """Set these layers' own ``training`` flag (not their submodules': dropout stays off) while a
     pass with gradients runs, so that transformers checkpoints them; restored afterwards."""
-
-    def __init__(self, layers: list):
-        self.layers = layers if torch.is_grad_enabled() else []
-
-    def __enter__(self):
-        self.changed = [m for m in self.layers if not m.training]
-        for module in self.changed:
-            module.training = True
-
-    def __exit__(self, *exc):
-        for module in self.changed:
+    changed = [m for m in layers if not m.training] if torch.is_grad_enabled() else []
+    for module in changed:
+        module.training = True
+    try:
+        yield
+    finally:
+        for module in changed:
             module.training = False
 
 

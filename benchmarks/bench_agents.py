@@ -59,6 +59,15 @@ def settings(samples: int, overrides: dict | None = None) -> dict:
             "optimizer_steps": iterations * config.epochs}
 
 
+def one_minibatch(overrides: dict) -> dict:
+    """``overrides`` with ``minibatch_size`` set to the rollout (prompts x samples, from GRPOConfig
+    with these overrides) unless it is given: one lmgym iteration is one TRL generation batch."""
+    from agents.grpo import GRPOConfig
+
+    config = GRPOConfig(**{k: v for k, v in overrides.items() if k != "minibatch_size"})
+    return {"minibatch_size": config.prompts_per_iteration * config.samples_per_prompt, **overrides}
+
+
 def test_accuracy(model: str, env_kwargs: dict | None = None, overrides: dict | None = None) -> float:
     from agents.core import BasePolicy
 
@@ -156,7 +165,7 @@ def run_trl(seed: int, samples: int, out: Path, model: str = "default", env_kwar
     from trl import GRPOConfig, GRPOTrainer
 
     from lmgym.integrations.trl import dataset, reward_function
-    from lmgym.pretrain import default_model
+    from lmgym.pretrain import model_path
 
     s = settings(samples, overrides)
     # lmgym's public TRL adapter: the env's prompts, and its verifier as a batched TRL reward
@@ -173,9 +182,7 @@ def run_trl(seed: int, samples: int, out: Path, model: str = "default", env_kwar
         max_completion_length=s["max_new_tokens"], max_steps=s["optimizer_steps"], logging_steps=10, report_to=[],
         seed=seed, use_cpu=True, save_strategy="no", bf16=False, shuffle_dataset=False,
     )
-    from lmgym.pretrain import model_path
-
-    path = str(default_model()) if model == "default" else str(model_path(model))
+    path = model_path(model)  # "default", a named model, or a folder, as lmgym's agents resolve it
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:  # as lmgym's agents do
@@ -208,8 +215,7 @@ def main() -> None:
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = Path(args.out)
-    env_kwargs, overrides = json.loads(args.env_kwargs), json.loads(args.set)
-    overrides.setdefault("minibatch_size", overrides.get("prompts_per_iteration", 64) * overrides.get("samples_per_prompt", 4))
+    env_kwargs, overrides = json.loads(args.env_kwargs), one_minibatch(json.loads(args.set))
     if args.one:
         name, seed = args.one[0], int(args.one[1])
         row = (run_trl(seed, args.samples, out, args.model, env_kwargs, overrides) if name == "trl" else

@@ -54,6 +54,7 @@ def test_the_trainer_writes_a_judge_the_entailment_path_loads(tmp_path):
 def test_eval_every_keeps_the_checkpoint_best_on_validation(tmp_path):
     """eval_every=N: validation scored every N steps and at the end; the saved judge is the best
     of them (the earliest on ties), and re-scoring it on validation gives that accuracy."""
+    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from lmgym.rewards.nli import _accuracy, train_keyfacts_nli
@@ -68,6 +69,12 @@ def test_eval_every_keeps_the_checkpoint_best_on_validation(tmp_path):
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "nli").eval()
     rescored = _accuracy(model, AutoTokenizer.from_pretrained(tmp_path / "nli"), keyfacts_nli_examples(30, "validation", 1))
     assert rescored["accuracy"] == pytest.approx(best)
+    # the same run without a choice ends in its last state: the saved judge is that state only
+    # when the last step was the one chosen (accuracies this early often tie, so step 2 wins)
+    train_keyfacts_nli(tmp_path / "last", examples=300, steps=5, eval_examples=30, lr=3e-3, progress=False)
+    last = AutoModelForSequenceClassification.from_pretrained(tmp_path / "last").state_dict()
+    same = all(torch.equal(value, last[name]) for name, value in model.state_dict().items())
+    assert same == (record["chosen_step"] == 5)
 
 
 def test_a_judge_started_from_a_causal_lm_separates_premise_and_hypothesis(tmp_path):

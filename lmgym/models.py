@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import string
 
-__all__ = ["CHAT_TEMPLATE", "CHATML_TEMPLATE", "bpe_tokenizer", "char_tokenizer"]
+__all__ = ["CHAT_TEMPLATE", "CHATML_TEMPLATE", "bpe_tokenizer", "char_tokenizer", "forward_accepts"]
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 
@@ -19,6 +19,28 @@ CHAT_TEMPLATE = (
     "{% for message in messages %}<{{ message['role'] }}>{{ message['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}<assistant>{% endif %}"
 )
+
+
+def forward_accepts(model, argument: str) -> bool:
+    """Whether the forward of the model doing the work takes ``argument`` (e.g. ``logits_to_keep``,
+    ``past_key_values``): wrappers with ``get_base_model`` (peft's, lmgym's ``AdaptersOff``) are
+    looked through. Cached per model class."""
+    for _ in range(4):  # AdaptersOff(peft(model)) at most
+        if not hasattr(model, "get_base_model"):
+            break
+        model = model.get_base_model()
+    key = (type(model), argument)
+    if key not in _ACCEPTS:
+        import inspect
+
+        try:
+            _ACCEPTS[key] = argument in inspect.signature(model.forward).parameters
+        except (TypeError, ValueError, AttributeError):
+            _ACCEPTS[key] = False
+    return _ACCEPTS[key]
+
+
+_ACCEPTS: dict[tuple[type, str], bool] = {}
 
 
 def char_tokenizer(alphabet: str = string.printable):

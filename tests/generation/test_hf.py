@@ -136,3 +136,28 @@ def test_load_weights_follows_the_trainer(tiny_model_dir):
     assert ids(after) == ids(reference) != ids(before)
     with pytest.raises(ValueError, match="does not match"):
         generator.load_weights({"nonsense.weight": torch.zeros(1)})
+
+
+def test_shared_prompts_sample_what_generate_samples_with_each_prompt_run_once(tiny_model_dir):
+    """With n samples per prompt, each prompt but its last token goes through the model once (its
+    cache repeated n times), not n times: the same tokens (sampled with the same seed) and log-probs as ``generate``'s own expansion, with prompts of different lengths (left padding,
+    a one-token prompt whose cached part is all padding)."""
+    prompts = ["12+34=", "7", "a longer prompt: 99*9=", "7-5="]
+    model_calls: dict[bool, list] = {}
+    results = {}
+    for share in (True, False):
+        generator = HFGenerator(tiny_model_dir, device="cpu", share_prompts=share)
+        calls = model_calls[share] = []
+        generator.model.register_forward_hook(lambda m, args, kwargs, out: calls.append(tuple(kwargs["input_ids"].shape)),
+                                              with_kwargs=True)
+        results[share] = [generator.generate(prompts, n=3, max_tokens=6, seed=5),
+                          generator.generate(prompts, n=2, temperature=0.7, top_p=0.9, max_tokens=6, seed=6)]
+    width = max(len(g.prompt_token_ids) for g in results[True][0])
+    assert model_calls[True][0] == (4, width - 1) and model_calls[True][1] == (12, 1)  # the prompts once, then each sample
+    assert model_calls[False][0] == (12, width)  # generate's own expansion: every prompt 3 times
+    for shared, plain in zip(results[True], results[False]):
+        for g, h in zip(shared, plain):
+            assert [c.token_ids for c in g.completions] == [c.token_ids for c in h.completions]
+            for c, d in zip(g.completions, h.completions):
+                torch.testing.assert_close(torch.tensor(c.logprobs), torch.tensor(d.logprobs), atol=1e-5, rtol=0)
+    assert len({tuple(c.token_ids) for g in results[True][0] for c in g.completions}) > 4  # sampled, not all alike

@@ -336,3 +336,108 @@ def test_a_checkpoint_of_another_setup_is_set_aside_not_resumed(tiny_model_dir, 
     other = dataclasses.replace(config, lr=config.lr * 2)  # same budget, other config: also aside
     agent_class(other).learn(ENV, Budget(max_samples=16), run_dir=tmp_path, progress=False)
     assert len(list(tmp_path.glob("checkpoint.stale-*.pt"))) == 2
+
+
+def _logprobs_and_grads(model, prompts, completions, weights, **options):
+    """Log-probs, mask, hidden states and the gradient of a weighted sum of the log-probs."""
+    model.zero_grad(set_to_none=True)
+    logprobs, mask, hidden = completion_logprobs(model, prompts, completions, pad_token_id=0, return_hidden=True, **options)
+    ((logprobs * weights[:, : logprobs.shape[1]]).sum() + (hidden * mask[..., None]).sum() * 1e-3).backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    return logprobs.detach(), mask, hidden.detach(), grads
+
+
+def test_shared_prompts_give_the_plain_log_probs_and_gradients_with_each_prompt_run_once(tiny_model_dir):
+    """Groups of completions of the same prompt (GRPO's n samples), prompts of different lengths,
+    rows out of order, an empty completion: with ``share_prompts`` each distinct prompt goes
+    through the model once and every row's completion attends to its keys/values; log-probs,
+    hidden states and gradients (which sum over a prompt's completions) equal the plain pass's."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    a, b, c = [5, 6, 7, 4, 3, 9], [8, 3], [12, 4, 4, 7]
+    prompts = [a, b, a, c, b, a, c, a]
+    completions = [[9, 10], [11, 12, 13, 2], [9], [4, 5, 6, 7, 8], [], [10, 11, 2], [3], [14, 15, 16, 17, 18, 2]]
+    weights = torch.linspace(-1.0, 2.0, 8)[:, None].expand(8, 6)
+    calls = []
+    handle = model.register_forward_hook(lambda module, args, kwargs, out: calls.append(tuple(kwargs["input_ids"].shape)),
+                                         with_kwargs=True)
+    shared = _logprobs_and_grads(model, prompts, completions, weights, share_prompts=True)
+    assert calls == [(3, 5), (8, 6)]  # the 3 prompts without their last token, then every row's rest
+    calls.clear()
+    plain = _logprobs_and_grads(model, prompts, completions, weights)
+    handle.remove()
+    assert calls == [(8, 12)]
+    assert torch.equal(shared[1], plain[1])
+    torch.testing.assert_close(shared[0], plain[0], atol=2e-5, rtol=0)
+    torch.testing.assert_close(shared[2] * shared[1][..., None], plain[2] * plain[1][..., None], atol=2e-5, rtol=0)
+    assert shared[3].keys() == plain[3].keys()
+    for name, grad in plain[3].items():
+        torch.testing.assert_close(shared[3][name], grad, atol=1e-5, rtol=1e-4)
+
+
+def test_prompt_sharing_is_used_only_where_it_saves_tokens(tiny_model_dir):
+    """Distinct prompts, a one-token prompt, or a model without a cache: the plain pass."""
+    from agents.core import prompt_sharing, processed_tokens
+
+    assert prompt_sharing([[1, 2], [3, 4]], [[5], [6]]) is None  # nothing repeats
+    assert prompt_sharing([[1], [1]], [[5], [6]]) is None  # the last prompt token runs with the completion
+    assert prompt_sharing([[1, 2, 3], [1, 2, 3], [4, 5]], [[5], [6], [7]]) == ([0, 0, 1], [(1, 2, 3), (4, 5)])
+    assert processed_tokens([[1, 2, 3], [1, 2, 3], [4, 5]], [[5], [6], [7]]) == 11
+    assert processed_tokens([[1, 2, 3], [1, 2, 3], [4, 5]], [[5], [6], [7]], share_prompts=True) == 2 + 1 + 3
+    # a long prompt alone and long completions behind a short shared one: the padded tokens of two passes
+    # (2 x 9 + 3 x 9) would exceed one pass's (3 x 11)
+    assert prompt_sharing([[1, 2], [1, 2], [3] * 10], [[5] * 9, [6] * 9, [7]]) is None
+
+
+def test_an_agent_shares_prompts_across_shuffled_rows_and_counts_the_tokens_it_runs(tiny_model_dir):
+    """``Agent.logprobs`` puts rows of one prompt side by side (so a micro-batch holds whole
+    groups), returns them in the caller's order, and its FLOP estimate counts each prompt once."""
+    import numpy as np
+
+    from agents.grpo import GRPO
+
+    agent = GRPO(small_config(GRPO, tiny_model_dir), micro_batch_size=4)
+    rng = np.random.default_rng(0)
+    groups = [rng.integers(3, 40, size=rng.integers(3, 9)).tolist() for _ in range(4)]
+    prompts = [g for g in groups for _ in range(4)]
+    completions = [rng.integers(3, 40, size=rng.integers(1, 5)).tolist() for _ in prompts]
+    order = rng.permutation(len(prompts))
+    prompts, completions = [prompts[i] for i in order], [completions[i] for i in order]
+    results = {}
+    for share in (False, True):
+        agent.config.share_prompts = share
+        before = agent.train_flops
+        logprobs, mask = agent.logprobs(agent.policy, prompts, completions)
+        results[share] = logprobs.detach(), mask, agent.train_flops - before
+    torch.testing.assert_close(results[True][0], results[False][0], atol=2e-5, rtol=0)
+    assert torch.equal(results[True][1], results[False][1])
+    tokens = lambda share: sum(len(p) - 1 for p in groups) + sum(len(c) for c in completions) if share else \
+        sum(len(p) + len(c) for p, c in zip(prompts, completions))
+    assert results[True][2] / results[False][2] == pytest.approx(tokens(True) / tokens(False))
+
+
+def test_shared_prompts_through_lora_and_its_adapters_off_reference(tiny_model_dir):
+    """The same through peft's wrapper (the adapters' gradients) and :class:`AdaptersOff` (the
+    LoRA policy's reference), which pass the cache and positions on to the model."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from agents.core import AdaptersOff
+
+    torch.manual_seed(0)
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    for name, p in lora.named_parameters():
+        if "lora_B" in name:  # away from peft's zero start, so that the adapters change the outputs
+            torch.nn.init.normal_(p, std=0.1)
+    prompts, completions = [[5, 6, 7], [8, 3, 4, 4], [5, 6, 7], [8, 3, 4, 4]], [[9, 10], [11], [12, 13, 2], [14, 2]]
+    weights = torch.ones(4, 3)
+    shared, plain = (_logprobs_and_grads(lora, prompts, completions, weights, share_prompts=s) for s in (True, False))
+    torch.testing.assert_close(shared[0], plain[0], atol=2e-5, rtol=0)
+    assert any("lora_B" in name for name in plain[3])
+    for name, grad in plain[3].items():
+        torch.testing.assert_close(shared[3][name], grad, atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        off = [completion_logprobs(AdaptersOff(lora), prompts, completions, 0, share_prompts=s)[0] for s in (True, False)]
+    torch.testing.assert_close(off[0], off[1], atol=2e-5, rtol=0)
+    assert (off[0] - shared[0]).abs().max() > 1e-3  # the adapters were off

@@ -11,11 +11,13 @@ GRPO runs with ``select_on="last"`` too). Accuracy is the mean over seeds with a
 throughput is training samples per second without evaluation, both measured in this run.
 
     python benchmarks/bench_agents.py --seeds 0 1 2            # needs `pip install trl`
-    python benchmarks/bench_agents.py --seeds 0 1 2 --ablate-old-logprobs
+    python benchmarks/bench_agents.py --seeds 0 1 2 --ablate-old-logprobs --ablate-shared-prompts
 
 ``--ablate-old-logprobs`` also runs lmgym's GRPO with ``recompute_old_logprobs=True`` (a separate
 no-grad pass for the old log-probs, as before lmgym reused the training pass's) beside each seed's
-default run, and prints the paired speed-up (mean over seeds, 95% t interval).
+default run, and prints the paired speed-up (mean over seeds, 95% t interval);
+``--ablate-shared-prompts`` the same with ``share_prompts=False`` (every completion's row runs
+its prompt through the model again, as TRL's trainer does).
 
 Each run is a subprocess (its own peak memory), and finished runs are read back from ``--out``.
 
@@ -114,7 +116,12 @@ class PhaseProfile:
 PHASES = ("generation", "scoring", "rollout bookkeeping", "log-prob forward", "backward", "optimizer", "weight sync", "other")
 
 
-VARIANTS = {"lmgym": {}, "lmgym-recompute": {"recompute_old_logprobs": True}}  # lmgym runs: GRPOConfig overrides
+VARIANTS = {"lmgym": {}, "lmgym-recompute": {"recompute_old_logprobs": True},  # lmgym runs: GRPOConfig overrides
+            "lmgym-unshared": {"share_prompts": False}}
+# the ablations: a variant, what the paired ratio compares (default / variant), the summary key
+ABLATIONS = {"lmgym-recompute": ("old log-probs reused vs recomputed", "speedup_reuse_over_recompute", "ablation_old_logprobs"),
+             "lmgym-unshared": ("prompts shared vs run for every completion", "speedup_shared_over_unshared",
+                                "ablation_shared_prompts")}
 
 
 def run_lmgym(seed: int, samples: int, out: Path, name: str = "lmgym", model: str = "default", backend: str = "hf",
@@ -207,6 +214,8 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench_agents")
     parser.add_argument("--ablate-old-logprobs", action="store_true",
                         help="also run lmgym GRPO with recompute_old_logprobs=True and print the paired speed-up")
+    parser.add_argument("--ablate-shared-prompts", action="store_true",
+                        help="also run lmgym GRPO with share_prompts=False and print the paired speed-up")
     parser.add_argument("--model", default="default", help="both trainers' starting model (default: lmgym's tiny one)")
     parser.add_argument("--backend", default="hf", help="lmgym's generator: hf or vllm (TRL generates with HF)")
     parser.add_argument("--env-kwargs", default="{}", help="JSON: task options for both (e.g. smaller problems)")
@@ -235,7 +244,8 @@ def main() -> None:
           json.dumps(env_kwargs), "lmgym backend:", args.backend, flush=True)
     runs: dict[str, list[dict]] = {}
     for seed in args.seeds:
-        for name in ("lmgym", "trl", *(["lmgym-recompute"] if args.ablate_old_logprobs else [])):
+        for name in ("lmgym", "trl", *(["lmgym-recompute"] if args.ablate_old_logprobs else []),
+                     *(["lmgym-unshared"] if args.ablate_shared_prompts else [])):
             result_file = out / f"{name}-seed{seed}.json"
             if not result_file.is_file():
                 print(f"running {name} seed {seed} ...", flush=True)
@@ -249,7 +259,7 @@ def main() -> None:
             runs.setdefault(name, []).append(json.loads(result_file.read_text()))
     rows = []
     for name, results in runs.items():
-        if name == "lmgym-recompute":
+        if name in ABLATIONS:
             continue
         rate = [r["samples"] / r["train_seconds"] for r in results]
         rows.append({"trainer": results[0]["agent"], "seeds": len(results),
@@ -258,29 +268,34 @@ def main() -> None:
                      "samples/s (95% t CI)": mean_interval(rate).format(0 if min(rate) >= 100 else 2),
                      "peak RSS MiB": round(max(r["peak_rss_mib"] for r in results))})
     table = tabulate(rows, headers="keys", tablefmt="github")
-    ratio = (sum(r["samples"] / r["train_seconds"] for r in runs["lmgym"]) / len(runs["lmgym"])) / (
-        sum(r["samples"] / r["train_seconds"] for r in runs["trl"]) / len(runs["trl"]))
-    print(table + f"\n\nthroughput lmgym / TRL: {ratio:.2f}x (same settings, same machine, this run)")
+    rate = lambda r: r["samples"] / r["train_seconds"]
+    ratio = (sum(map(rate, runs["lmgym"])) / len(runs["lmgym"])) / (sum(map(rate, runs["trl"])) / len(runs["trl"]))
+    paired = [rate(a) / rate(b) for a, b in zip(runs["lmgym"], runs["trl"])]  # each seed's two runs ran back to back
+    print(table + f"\n\nthroughput lmgym / TRL: {ratio:.2f}x (ratio of the mean rates); per-seed ratios "
+          f"{mean_interval(paired).format(2)}x (mean, 95% t); same settings, same machine, this run")
     profiled = [r for r in runs["lmgym"] if "phase_shares" in r]
     if profiled:
         phases = [[phase, " ".join(f"{r['phase_shares'].get(phase, 0.0):.1%}" for r in profiled),
                    f"{sum(r['phase_shares'].get(phase, 0.0) for r in profiled) / len(profiled):.1%}"] for phase in PHASES]
         print("\nwhere lmgym GRPO's training time goes (share of wall time without evaluation):\n"
               + tabulate(phases, headers=["phase", "per seed", "mean"], tablefmt="github"))
-    ablation = None
-    if "lmgym-recompute" in runs:
-        rate = lambda r: r["samples"] / r["train_seconds"]
-        paired = [rate(a) / rate(b) for a, b in zip(runs["lmgym"], runs["lmgym-recompute"])]
-        ablation = {"speedup_reuse_over_recompute": list(mean_interval(paired)), "per_seed": paired,
-                    "recompute_rates": [rate(r) for r in runs["lmgym-recompute"]],
-                    "recompute_test_accuracy": [r["test_accuracy"] for r in runs["lmgym-recompute"]]}
-        print(f"\nold log-probs reused vs recomputed, same seeds in one run: {mean_interval(paired).format(2)}x "
-              f"(mean of per-seed ratios, 95% t; recomputing: {mean_interval(ablation['recompute_rates']).format(0)} samples/s, "
-              f"test accuracy {mean_interval(ablation['recompute_test_accuracy']).format()})")
+    ablations = {}
+    for variant, (what, key, summary_key) in ABLATIONS.items():
+        if variant not in runs:
+            continue
+        paired_variant = [rate(a) / rate(b) for a, b in zip(runs["lmgym"], runs[variant])]
+        ablations[summary_key] = {key: list(mean_interval(paired_variant)), "per_seed": paired_variant,
+                                  "variant_rates": [rate(r) for r in runs[variant]],
+                                  "variant_test_accuracy": [r["test_accuracy"] for r in runs[variant]],
+                                  "variant_phase_shares": [r.get("phase_shares") for r in runs[variant]]}
+        print(f"\n{what}, same seeds in one run: {mean_interval(paired_variant).format(2)}x (mean of per-seed "
+              f"ratios, 95% t; {variant}: {mean_interval(ablations[summary_key]['variant_rates']).format(0)} samples/s, "
+              f"test accuracy {mean_interval(ablations[summary_key]['variant_test_accuracy']).format()})")
     write_json_atomic(out / "summary.json", {"env": ENV, "settings": settings(args.samples, overrides), "table": rows,
                                              "model": args.model, "lmgym_backend": args.backend, "env_kwargs": env_kwargs,
                                              "command": " ".join(sys.argv),
-                                             "throughput_ratio": ratio, "ablation_old_logprobs": ablation,
+                                             "throughput_ratio": ratio, "throughput_ratio_per_seed": paired,
+                                             "throughput_ratio_interval": list(mean_interval(paired)), **ablations,
                                              "runs": runs})
 
 

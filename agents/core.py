@@ -551,7 +551,8 @@ class Agent:
         if sharded:  # at least one micro-batch per rank
             size = max(1, min(size, -(-len(lengths) // distributed.world_size())))
         spans = micro_batches(lengths, size, self.config.micro_batch_tokens)
-        span_tokens = [processed_tokens(prompt_ids[a:b], completion_ids[a:b], share) for a, b in spans]
+        shared = share and _takes_cache(model)  # what completion_logprobs will do, for the FLOP count
+        span_tokens = [processed_tokens(prompt_ids[a:b], completion_ids[a:b], shared) for a, b in spans]
         if not self._evaluating:
             if training:  # these tokens will be trained on
                 self._pending_tokens += sum(len(ids) for ids in completion_ids)

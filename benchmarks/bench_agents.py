@@ -207,6 +207,11 @@ def run_trl(seed: int, samples: int, out: Path, model: str = "default", env_kwar
             "test_accuracy": test_accuracy(str(folder), env_kwargs, overrides)}
 
 
+def digits(rates) -> int:
+    """Decimals to print rates with: none from 100 samples/s up, else 2."""
+    return 0 if min(rates) >= 100 else 2
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -257,18 +262,18 @@ def main() -> None:
                     print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
                     raise SystemExit(f"{name} seed {seed} failed")
             runs.setdefault(name, []).append(json.loads(result_file.read_text()))
+    rate = lambda r: r["samples"] / r["train_seconds"]
     rows = []
     for name, results in runs.items():
         if name in ABLATIONS:
             continue
-        rate = [r["samples"] / r["train_seconds"] for r in results]
+        rates = [rate(r) for r in results]
         rows.append({"trainer": results[0]["agent"], "seeds": len(results),
                      "test accuracy (95% t CI)": mean_interval([r["test_accuracy"] for r in results]).format(),
                      "optimizer steps": results[0]["optimizer_steps"], "samples": results[0]["samples"],
-                     "samples/s (95% t CI)": mean_interval(rate).format(0 if min(rate) >= 100 else 2),
+                     "samples/s (95% t CI)": mean_interval(rates).format(digits(rates)),
                      "peak RSS MiB": round(max(r["peak_rss_mib"] for r in results))})
     table = tabulate(rows, headers="keys", tablefmt="github")
-    rate = lambda r: r["samples"] / r["train_seconds"]
     ratio = (sum(map(rate, runs["lmgym"])) / len(runs["lmgym"])) / (sum(map(rate, runs["trl"])) / len(runs["trl"]))
     paired = [rate(a) / rate(b) for a, b in zip(runs["lmgym"], runs["trl"])]  # each seed's two runs ran back to back
     print(table + f"\n\nthroughput lmgym / TRL: {ratio:.2f}x (ratio of the mean rates); per-seed ratios "
@@ -289,7 +294,7 @@ def main() -> None:
                                   "variant_test_accuracy": [r["test_accuracy"] for r in runs[variant]],
                                   "variant_phase_shares": [r.get("phase_shares") for r in runs[variant]]}
         print(f"\n{what}, same seeds in one run: {mean_interval(paired_variant).format(2)}x (mean of per-seed "
-              f"ratios, 95% t; {variant}: {mean_interval(ablations[summary_key]['variant_rates']).format(0)} samples/s, "
+              f"ratios, 95% t; {variant}: {mean_interval(ablations[summary_key]['variant_rates']).format(digits(ablations[summary_key]['variant_rates']))} samples/s, "
               f"test accuracy {mean_interval(ablations[summary_key]['variant_test_accuracy']).format()})")
     write_json_atomic(out / "summary.json", {"env": ENV, "settings": settings(args.samples, overrides), "table": rows,
                                              "model": args.model, "lmgym_backend": args.backend, "env_kwargs": env_kwargs,

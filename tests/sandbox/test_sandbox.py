@@ -283,6 +283,27 @@ def test_a_crashed_worker_is_replaced():
         assert box.restarts == 1 and box.worker_pids != [pid]
 
 
+def test_workers_are_pinned_one_cpu_each_and_keep_it_across_restarts():
+    cpus = sorted(os.sched_getaffinity(0))
+    with Sandbox(workers=3, limits=Limits(timeout=2.0)) as box:
+        expected = [cpus[slot % len(cpus)] for slot in range(3)]
+        assert box.worker_cpus == expected
+        for pid, zygote, cpu in zip(box.worker_pids, box.zygote_pids, expected):
+            assert os.sched_getaffinity(pid) == {cpu} and os.sched_getaffinity(zygote) == {cpu}
+        os.kill(box.worker_pids[1], signal.SIGKILL)
+        time.sleep(0.1)
+        assert all(r.passed for r in box.run_batch([Job(ADD, ADD_TESTS)] * 6))
+        assert box.restarts == 1 and box.worker_cpus == expected
+        assert os.sched_getaffinity(box.worker_pids[1]) == {expected[1]}
+
+
+def test_unpinned_workers_keep_the_hosts_cpus():
+    with Sandbox(workers=2, limits=Limits(timeout=2.0), pin_cpus=False) as box:
+        assert box.worker_cpus == [-1, -1]
+        assert all(os.sched_getaffinity(pid) == os.sched_getaffinity(0) for pid in box.worker_pids)
+        assert box.run(ADD, ADD_TESTS).passed
+
+
 def test_limits_are_validated():
     with pytest.raises(ValueError):
         Limits(timeout=0)

@@ -1076,14 +1076,17 @@ def _verdict(job, zygote, scratch):
 
 
 def _tail(path, size):
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            length = handle.tell()
-            handle.seek(max(0, length - size))
-            return handle.read().decode("utf-8", "replace"), length
+    try:  # os-level, as in _sweep: two file objects per job were a tenth of the judge's time
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return "", 0
+    try:
+        length = os.fstat(fd).st_size
+        return os.pread(fd, size, max(0, length - size)).decode("utf-8", "replace"), length
+    except OSError:
+        return "", 0
+    finally:
+        os.close(fd)
 
 
 def _empty(path):
@@ -1215,15 +1218,19 @@ def _zygote_loop(sock, state):
 
 
 _ZOMBIES = set()
+_CHILDREN = "/proc/thread-self/children"  # the zygote is single-threaded: its own children
 _VIOLATIONS = []  # the policy layer's record in a candidate (always empty in the zygote)
 
 
 def _sweep(keep):
     """Kill every child of the zygote but ``keep`` (finished candidates, and any orphan one
     left behind, reparented here by PR_SET_CHILD_SUBREAPER); they are reaped by _reap."""
-    try:
-        with open(f"/proc/self/task/{os.getpid()}/children") as handle:
-            pids = [int(pid) for pid in handle.read().split()]
+    try:  # os-level: a file object would cost the zygote a dozen copied pages per job
+        fd = os.open(_CHILDREN, os.O_RDONLY)
+        try:
+            pids = [int(pid) for pid in os.read(fd, 1 << 16).split()]
+        finally:
+            os.close(fd)
     except OSError:
         return
     for pid in pids:

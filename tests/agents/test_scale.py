@@ -10,7 +10,7 @@ import torch
 from agents import load_agent
 from agents.core import AdaptersOff, merged_lora_state_dict, micro_batches
 from lmgym.rollout import Budget
-from tests.agents.conftest import ENV, small_config
+from tests.agents.conftest import ENV, SAME_UPDATE, SAME_UPDATE_TOLERANCE, small_config
 from tests.conftest import EASY_ARITHMETIC
 
 pytest.importorskip("peft")
@@ -41,11 +41,11 @@ def test_micro_batches_respect_both_limits():
 def test_token_micro_batches_accumulate_to_the_same_update(name, warm_model_dir):
     """Forward/backward in micro-batches of 40 tokens (a few sequences each) gives the same
     parameters as the whole minibatch at once: gradient accumulation, not a different loss."""
-    whole = trained(name, warm_model_dir, samples=32)
-    split = trained(name, warm_model_dir, samples=32, micro_batch_tokens=40)
+    whole = trained(name, warm_model_dir, samples=32, **SAME_UPDATE)
+    split = trained(name, warm_model_dir, samples=32, micro_batch_tokens=40, **SAME_UPDATE)
     assert whole.optimizer_steps == split.optimizer_steps > 0
-    assert max_difference(whole.policy.state_dict(), initial(warm_model_dir)) > 1e-4  # it did learn something
-    assert max_difference(whole.policy.state_dict(), split.policy.state_dict()) < 1e-5
+    assert max_difference(whole.policy.state_dict(), initial(warm_model_dir)) > 1e-3  # it did learn something
+    assert max_difference(whole.policy.state_dict(), split.policy.state_dict()) < SAME_UPDATE_TOLERANCE
     assert split.train_flops > whole.train_flops  # the replayed forward passes are counted
 
 
@@ -63,10 +63,10 @@ def forward_calls_in_backward(agent, micro_batch_tokens=0) -> int:
 
 
 def test_gradient_checkpointing_gives_the_same_update(warm_model_dir):
-    plain = trained("grpo", warm_model_dir)
-    checkpointed = trained("grpo", warm_model_dir, gradient_checkpointing=True)
-    assert max_difference(plain.policy.state_dict(), initial(warm_model_dir)) > 1e-4
-    assert max_difference(plain.policy.state_dict(), checkpointed.policy.state_dict()) < 1e-5
+    plain = trained("grpo", warm_model_dir, **SAME_UPDATE)
+    checkpointed = trained("grpo", warm_model_dir, gradient_checkpointing=True, **SAME_UPDATE)
+    assert max_difference(plain.policy.state_dict(), initial(warm_model_dir)) > 1e-3
+    assert max_difference(plain.policy.state_dict(), checkpointed.policy.state_dict()) < SAME_UPDATE_TOLERANCE
 
 
 @pytest.mark.parametrize("options", [{}, {"lora_rank": 2}])

@@ -11,15 +11,15 @@ import torch
 from agents import load_agent
 from lmgym import distributed
 from lmgym.rollout import Budget
-from tests.agents.conftest import ENV, small_config
+from tests.agents.conftest import ENV, SAME_UPDATE, small_config
 from tests.conftest import EASY_ARITHMETIC
 
 
 def main(model_dir: str, name: str, out: str, options: str) -> None:
     distributed.init()
     agent_class = load_agent(name)
-    config = small_config(agent_class, model_dir, eval_problems=4, test_problems=4, eval_k=1, seed=0,
-                          **json.loads(options))
+    options = {**SAME_UPDATE, **json.loads(options)}  # plain SGD: see SAME_UPDATE
+    config = small_config(agent_class, model_dir, eval_problems=4, test_problems=4, eval_k=1, seed=0, **options)
     agent = agent_class(config)
     agent.learn(ENV, Budget(max_samples=48), env_kwargs=EASY_ARITHMETIC, progress=False, test=False)
     state = {k: v.detach().cpu() for k, v in agent.policy.state_dict().items()}

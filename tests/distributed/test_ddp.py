@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.agents.conftest import SAME_UPDATE_TOLERANCE
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -40,11 +42,11 @@ def test_two_processes_train_the_same_parameters_as_one(name, options, warm_mode
     assert single["optimizer_steps"] == ranks[0]["optimizer_steps"] == ranks[1]["optimizer_steps"] > 0
     for key, value in single["state"].items():
         assert torch.equal(ranks[0]["state"][key], ranks[1]["state"][key]), key  # the ranks never diverge
-        assert (ranks[0]["state"][key] - value).abs().max() < 1e-5, key
+        assert (ranks[0]["state"][key] - value).abs().max() < SAME_UPDATE_TOLERANCE, key
     # and they did train: the adapters (or the weights) moved away from the warm model
     initial = AutoModelForCausalLM.from_pretrained(warm_model_dir).state_dict()
     if options.get("lora_rank"):
         moved = max(v.abs().max().item() for k, v in single["state"].items() if "lora_B" in k)
     else:
         moved = max((single["state"][k] - v).abs().max().item() for k, v in initial.items())
-    assert moved > 1e-4
+    assert moved > 1e-3

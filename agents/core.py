@@ -298,6 +298,7 @@ class AgentConfig:
 
     model: str = "default"  # "default": lmgym's pretrained tiny Arithmetic model; else an HF name or folder
     backend: str = "hf"  # sampler: "hf" samples from the policy object; "vllm" syncs after each update
+    sampler_dtype: str = "policy"  # vLLM engine's dtype: "policy" (float32, the trained weights' own: on-policy samples) or "bfloat16"/"auto" (vLLM's choice; on CPU it casts float32 models to bfloat16: faster, slightly off-policy)
     lr: float = 5e-5  # learning rate of the policy's optimizer
     optimizer: str = "adamw"  # "adamw" (no weight decay) or "sgd" (plain, no momentum: Razin et al.'s setting)
     warmup_steps: int = 0  # linear LR warm-up over this many optimizer steps, then constant
@@ -449,6 +450,9 @@ class Agent:
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.config.optimizer!r}")
         warmup = max(1, self.config.warmup_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: min(1.0, (step + 1) / warmup))
+        if self.config.sampler_dtype not in ("policy", "auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"sampler_dtype must be 'policy', 'auto', 'float32', 'bfloat16' or 'float16', "
+                             f"got {self.config.sampler_dtype!r}")
         self.generator = generator if generator is not None else self._make_generator()
         if self.config.select_on not in ("reward", "ground_truth", "last"):
             raise ValueError(f"select_on must be 'reward', 'ground_truth' or 'last', got {self.config.select_on!r}")
@@ -474,7 +478,10 @@ class Agent:
     def _make_generator(self):
         if self.config.backend == "hf":
             return make_generator(self.policy, backend="hf", tokenizer=self.tokenizer, share_prompts=self.config.share_prompts)
-        return make_generator(self.model_path, backend=self.config.backend)
+        # vLLM's "auto" casts a float32 model to bfloat16 on CPU, so by default the engine is told
+        # the policy's own dtype: the samples and their log-probs are the trained policy's
+        dtype = "float32" if self.config.sampler_dtype == "policy" else self.config.sampler_dtype
+        return make_generator(self.model_path, backend=self.config.backend, dtype=dtype)
 
     @staticmethod
     def _set_seed(seed: int) -> None:

@@ -175,6 +175,24 @@ def test_ppo_with_the_vllm_sampler_keeps_it_in_sync(tiny_model_dir, vllm_generat
         vllm_generator.load_weights(original)
 
 
+@pytest.mark.vllm
+def test_an_agents_own_vllm_engine_samples_from_the_policys_float32_weights(tiny_model_dir):
+    """vLLM's dtype "auto" casts a float32 model to bfloat16 on CPU: an agent that built its own
+    engine that way trained a float32 policy on samples from a bfloat16 copy of it. By default
+    the engine now holds the policy's own dtype, and the sampler's log-probs are the trainer's."""
+    pytest.importorskip("vllm")
+    agent_class = load_agent("grpo")
+    with pytest.raises(ValueError, match="sampler_dtype"):
+        agent_class(small_config(agent_class, tiny_model_dir, backend="vllm", sampler_dtype="int8"))
+    agent = agent_class(small_config(agent_class, tiny_model_dir, backend="vllm"))
+    try:
+        assert agent.generator.llm.llm_engine.model_config.dtype == torch.float32
+        agent.learn(ENV, Budget(max_samples=16), progress=False, test=False)
+        assert max(m["sampler/logprob_mismatch"] for m in agent.train_log) < 1e-3
+    finally:
+        agent.generator.close()
+
+
 CORE_KEYS = {"samples", "tokens", "queries", "iteration", "optimizer_steps", "trained_tokens", "train_flops",
              "generation_flops", "train_seconds"}
 

@@ -9,6 +9,11 @@ lmgym's Arithmetic train split and are scored the same way: greedy ground truth 
 split of the *last* checkpoint (TRL has no validation-based checkpoint choice here, so lmgym's
 GRPO runs with ``select_on="last"`` too). Accuracy is the mean over seeds with a 95% t interval;
 throughput is training samples per second without evaluation, both measured in this run.
+Precision is matched too: float32, or with ``--set '{"bf16": true}'`` bfloat16 autocast in both
+trainers (TRL's generation then runs under the same autocast). lmgym's vLLM sampler holds the
+policy's float32 weights unless ``sampler_dtype`` says otherwise (an lmgym-only field: with
+``--set '{"sampler_dtype": "bfloat16"}'`` lmgym samples in bfloat16 while TRL samples in float32,
+which is not a matched setting).
 
     python benchmarks/bench_agents.py --seeds 0 1 2            # needs `pip install trl`
     python benchmarks/bench_agents.py --seeds 0 1 2 --ablate-old-logprobs --ablate-shared-prompts
@@ -57,7 +62,7 @@ def settings(samples: int, overrides: dict | None = None) -> dict:
             "group_size": config.samples_per_prompt, "epochs": config.epochs, "beta": config.beta,
             "clip_range": config.clip_range, "temperature": config.temperature, "max_new_tokens": config.max_new_tokens,
             "max_grad_norm": config.max_grad_norm, "scale_rewards": config.scale_rewards,
-            "loss_aggregation": config.loss_aggregation, "iterations": iterations,
+            "loss_aggregation": config.loss_aggregation, "bf16": config.bf16, "iterations": iterations,
             "optimizer_steps": iterations * config.epochs}
 
 
@@ -187,7 +192,7 @@ def run_trl(seed: int, samples: int, out: Path, model: str = "default", env_kwar
         max_grad_norm=s["max_grad_norm"], beta=s["beta"], epsilon=s["clip_range"], loss_type="grpo",
         scale_rewards="group" if s["scale_rewards"] else "none", temperature=s["temperature"],
         max_completion_length=s["max_new_tokens"], max_steps=s["optimizer_steps"], logging_steps=10, report_to=[],
-        seed=seed, use_cpu=True, save_strategy="no", bf16=False, shuffle_dataset=False,
+        seed=seed, use_cpu=True, save_strategy="no", bf16=s["bf16"], shuffle_dataset=False,
     )
     path = model_path(model)  # "default", a named model, or a folder, as lmgym's agents resolve it
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)

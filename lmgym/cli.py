@@ -67,7 +67,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     config = EvalConfig(model=args.model, env=args.env, split=args.split, problems=args.problems, k=args.k,
                         temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, stop=args.stop,
                         prompt_template=args.prompt_template, env_kwargs=env_kwargs, backend=args.backend,
-                        batch=args.batch, seed=args.seed, out=args.out)
+                        dtype=args.dtype, batch=args.batch, seed=args.seed, out=args.out)
     result = evaluate_model(config, progress=not args.quiet)
     print(summary(result))
     print(f"\nresult and every completion in {config.output_dir()}/")
@@ -310,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "string with {question}")
     evaluate.add_argument("--env-kwarg", action="append", metavar="KEY=VALUE", help="extra env argument (JSON values)")
     evaluate.add_argument("--backend", default="auto", choices=["auto", "vllm", "hf"])
+    evaluate.add_argument("--dtype", default="float32", help="a vLLM engine's dtype (float32: the weights as saved; "
+                          "auto: vLLM's choice, bfloat16 on CPU)")
     evaluate.add_argument("--batch", type=int, default=64, help="problems per generation call")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--out", help="output folder (default runs/eval/<model>/<env>-<split>)")

@@ -51,3 +51,16 @@ def test_eval_command_line(tiny_model_dir, tmp_path, capsys):
     assert "ground_truth" in out and "validation" in out
     assert json.loads((tmp_path / "v" / "result.json").read_text())["metrics"]["val/problems"] == 4
     assert main(["eval", "--model", str(tmp_path / "nowhere"), "--problems", "2", "--backend", "hf", "--quiet"]) == 2
+
+
+@pytest.mark.vllm
+def test_eval_with_its_own_vllm_engine_scores_the_float32_weights_as_hf_does(tiny_model_dir, tmp_path):
+    """vLLM's dtype "auto" would score a float32 checkpoint in bfloat16 on CPU; lmgym eval's own
+    engine holds float32 (recorded in the result), and its greedy verdicts are HF's, problem by problem."""
+    pytest.importorskip("vllm")
+    common = dict(model=str(tiny_model_dir), env="lmgym/Arithmetic-v0", problems=48, max_tokens=8)
+    vllm = evaluate_model(EvalConfig(backend="vllm", out=str(tmp_path / "vllm"), **common), progress=False)
+    hf = evaluate_model(EvalConfig(backend="hf", out=str(tmp_path / "hf"), **common), progress=False)
+    assert vllm["agent"]["config"]["backend"] == "vllm" and vllm["agent"]["config"]["dtype"] == "float32"
+    validate_result(vllm)
+    assert [p["greedy"] for p in vllm["evaluation"]["problems"]] == [p["greedy"] for p in hf["evaluation"]["problems"]]

@@ -4,6 +4,8 @@ schema, every completion kept."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -58,9 +60,15 @@ def test_eval_with_its_own_vllm_engine_scores_the_float32_weights_as_hf_does(tin
     """vLLM's dtype "auto" would score a float32 checkpoint in bfloat16 on CPU; lmgym eval's own
     engine holds float32 (recorded in the result), and its greedy verdicts are HF's, problem by problem."""
     pytest.importorskip("vllm")
-    common = dict(model=str(tiny_model_dir), env="lmgym/Arithmetic-v0", problems=48, max_tokens=8)
-    vllm = evaluate_model(EvalConfig(backend="vllm", out=str(tmp_path / "vllm"), **common), progress=False)
-    hf = evaluate_model(EvalConfig(backend="hf", out=str(tmp_path / "hf"), **common), progress=False)
+    common = ["--model", str(tiny_model_dir), "--problems", "48", "--max-tokens", "8", "--quiet"]
+    # In its own process: closing a second in-process vLLM engine tears down the distributed
+    # state of the session's engine.
+    done = subprocess.run([sys.executable, "-m", "lmgym.cli", "eval", *common, "--backend", "vllm", "--out",
+                           str(tmp_path / "vllm")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    vllm = json.loads((tmp_path / "vllm" / "result.json").read_text())
+    hf = evaluate_model(EvalConfig(model=str(tiny_model_dir), env="lmgym/Arithmetic-v0", problems=48, max_tokens=8,
+                                   backend="hf", out=str(tmp_path / "hf")), progress=False)
     assert vllm["agent"]["config"]["backend"] == "vllm" and vllm["agent"]["config"]["dtype"] == "float32"
     validate_result(vllm)
     assert [p["greedy"] for p in vllm["evaluation"]["problems"]] == [p["greedy"] for p in hf["evaluation"]["problems"]]

@@ -478,8 +478,8 @@ class Agent:
     def _make_generator(self):
         if self.config.backend == "hf":
             return make_generator(self.policy, backend="hf", tokenizer=self.tokenizer, share_prompts=self.config.share_prompts)
-        # vLLM's "auto" casts a float32 model to bfloat16 on CPU, so by default the engine is told
-        # the policy's own dtype: the samples and their log-probs are the trained policy's
+        # the policy is trained in float32 whatever the checkpoint's dtype: by default the engine holds
+        # the same, so the samples and their log-probs are the trained policy's
         dtype = "float32" if self.config.sampler_dtype == "policy" else self.config.sampler_dtype
         return make_generator(self.model_path, backend=self.config.backend, dtype=dtype)
 

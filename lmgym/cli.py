@@ -310,8 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "string with {question}")
     evaluate.add_argument("--env-kwarg", action="append", metavar="KEY=VALUE", help="extra env argument (JSON values)")
     evaluate.add_argument("--backend", default="auto", choices=["auto", "vllm", "hf"])
-    evaluate.add_argument("--dtype", default="float32", help="a vLLM engine's dtype (float32: the weights as saved; "
-                          "auto: vLLM's choice, bfloat16 on CPU)")
+    evaluate.add_argument("--dtype", default="model", help="a vLLM engine's dtype (model: the weights as saved; "
+                          "auto: vLLM's choice, bfloat16 for float32 models on CPU)")
     evaluate.add_argument("--batch", type=int, default=64, help="problems per generation call")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--out", help="output folder (default runs/eval/<model>/<env>-<split>)")

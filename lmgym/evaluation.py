@@ -58,7 +58,7 @@ class EvalConfig:
     prompt_template: str | None = None  # None: the env's default ("plain"); "chat", "few-shot", ...
     env_kwargs: dict = field(default_factory=dict)
     backend: str = "auto"  # "vllm", "hf" or "auto" (vLLM when installed)
-    dtype: str = "float32"  # a vLLM engine's dtype: "float32" scores the weights as saved; "auto" is vLLM's choice (bfloat16 for float32 models on CPU)
+    dtype: str = "model"  # a vLLM engine's dtype: "model" scores the weights as saved; "auto" is vLLM's choice (bfloat16 for float32 models on CPU)
     batch: int = 64  # problems per generation call
     seed: int = 0
     out: str | None = None  # folder for result.json and samples.jsonl (None: runs/eval/<model>/<env>-<split>)
@@ -207,7 +207,7 @@ def evaluate_model(config: EvalConfig, progress: bool = True, generator=None) ->
         "env": {"id": config.env, "version": env_version, "kwargs": recorded_kwargs},
         "agent": {"name": "base", "class": "agents.core:BasePolicy",
                   "config": {"model": config.model, "backend": generator.backend, "max_new_tokens": max_tokens,
-                             **({"dtype": config.dtype} if own_generator and generator.backend == "vllm" else {}),
+                             **({"dtype": generator.dtype} if generator.backend == "vllm" else {}),
                              "temperature": config.temperature, "top_p": config.top_p, "stop": stop}},
         "seed": config.seed,
         "budget": {"max_samples": 0, "max_tokens": None, "samples": 0, "tokens": 0, "max_trained_tokens": None,

@@ -23,7 +23,10 @@ class VLLMGenerator(Generator):
 
     Args:
         model: a hub name or a local Hugging Face model folder.
-        dtype: ``"auto"`` (the checkpoint's dtype), ``"float32"``, ``"bfloat16"``, ...
+        dtype: ``"model"`` (the checkpoint's own dtype, from its config), ``"float32"``,
+            ``"bfloat16"``, ..., or ``"auto"``: vLLM's choice, which is *not* the checkpoint's for
+            float32 models (vLLM casts those to bfloat16 on CPU, to its preferred dtype on GPU).
+            :attr:`dtype` is what the engine holds.
         max_model_len: context length (default: the model's).
         seed: the engine's base seed; per-call ``seed`` makes a call reproducible.
         kv_cache_gib: on CPU, the KV cache size (``VLLM_CPU_KVCACHE_SPACE``); small models
@@ -39,7 +42,7 @@ class VLLMGenerator(Generator):
     def __init__(
         self,
         model,
-        dtype: str = "auto",
+        dtype: str = "model",
         max_model_len: int | None = None,
         seed: int = 0,
         kv_cache_gib: int = 1,
@@ -55,6 +58,12 @@ class VLLMGenerator(Generator):
         from vllm import LLM
 
         path = resolve_model(model)
+        if dtype == "model":
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(path)
+            saved = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+            dtype = str(saved).removeprefix("torch.") if saved is not None else "auto"
         options = dict(
             model=path,
             dtype=dtype,
@@ -74,6 +83,7 @@ class VLLMGenerator(Generator):
         self.llm = LLM(**options)
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+        self.dtype = str(self.llm.llm_engine.model_config.dtype).removeprefix("torch.")
         self.model_name = path
         self.sync_timeout = sync_timeout
 

@@ -9,11 +9,12 @@ lmgym's Arithmetic train split and are scored the same way: greedy ground truth 
 split of the *last* checkpoint (TRL has no validation-based checkpoint choice here, so lmgym's
 GRPO runs with ``select_on="last"`` too). Accuracy is the mean over seeds with a 95% t interval;
 throughput is training samples per second without evaluation, both measured in this run.
-Precision is matched too: float32, or with ``--set '{"bf16": true}'`` bfloat16 autocast in both
-trainers (TRL's generation then runs under the same autocast). lmgym's vLLM sampler holds the
-policy's float32 weights unless ``sampler_dtype`` says otherwise (an lmgym-only field: with
-``--set '{"sampler_dtype": "bfloat16"}'`` lmgym samples in bfloat16 while TRL samples in float32,
-which is not a matched setting).
+Precision is matched too: float32, or with ``--set '{"bf16": true}'`` bfloat16 autocast of both
+trainers' training passes. Both sample in float32 either way: TRL 1.16 generates outside its
+autocast (checked with a forward hook: its no-grad passes run with autocast off), and lmgym's
+vLLM sampler holds the policy's float32 weights unless ``sampler_dtype`` says otherwise (an
+lmgym-only field: ``--set '{"sampler_dtype": "bfloat16"}'`` makes lmgym sample in bfloat16 against
+TRL's float32, which is not a matched setting).
 
     python benchmarks/bench_agents.py --seeds 0 1 2            # needs `pip install trl`
     python benchmarks/bench_agents.py --seeds 0 1 2 --ablate-old-logprobs --ablate-shared-prompts

@@ -640,9 +640,17 @@ class Agent:
 
     def optimizer_step(self, loss: torch.Tensor) -> float:
         """Backward, clip (each parameter group on its own, so a value head's gradients cannot
-        crowd out the policy's), step, schedule; returns the policy's pre-clip gradient norm."""
+        crowd out the policy's), step, schedule; returns the policy's pre-clip gradient norm. A
+        ``loss`` without a graph (no row of the minibatch moved it, e.g. GRPO's zero-advantage rows)
+        steps on zero gradients, what its backward would have left: AdamW's moments still decay and
+        the schedule advances."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if loss.requires_grad:
+            loss.backward()
+        else:
+            for group in self.optimizer.param_groups:
+                for parameter in group["params"]:
+                    parameter.grad = torch.zeros_like(parameter)
         self._replay_deferred()
         if distributed.is_distributed():  # each rank holds its micro-batches' share: the sum is the whole gradient
             distributed.all_reduce_gradients([p for p in self.policy.parameters() if p.requires_grad])

@@ -23,7 +23,11 @@ TRL's float32, which is not a matched setting).
 no-grad pass for the old log-probs, as before lmgym reused the training pass's) beside each seed's
 default run, and prints the paired speed-up (mean over seeds, 95% t interval);
 ``--ablate-shared-prompts`` the same with ``share_prompts=False`` (every completion's row runs
-its prompt through the model again, as TRL's trainer does).
+its prompt through the model again, as TRL's trainer does); ``--ablate-skip-zero-advantage``
+with ``skip_zero_advantage=False`` (rows whose advantage is 0 go through the training passes
+too, as in TRL's trainer; how many rows lmgym trained on is printed: with beta 0 the others add
+exactly 0 to the gradient, so this saving grows with the share of groups whose samples all
+scored the same, a property of the task and the model, not of the loop).
 
 Each run is a subprocess (its own peak memory), and finished runs are read back from ``--out``.
 
@@ -123,11 +127,13 @@ PHASES = ("generation", "scoring", "rollout bookkeeping", "log-prob forward", "b
 
 
 VARIANTS = {"lmgym": {}, "lmgym-recompute": {"recompute_old_logprobs": True},  # lmgym runs: GRPOConfig overrides
-            "lmgym-unshared": {"share_prompts": False}}
+            "lmgym-unshared": {"share_prompts": False}, "lmgym-unskipped": {"skip_zero_advantage": False}}
 # the ablations: a variant, what the paired ratio compares (default / variant), the summary key
 ABLATIONS = {"lmgym-recompute": ("old log-probs reused vs recomputed", "speedup_reuse_over_recompute", "ablation_old_logprobs"),
              "lmgym-unshared": ("prompts shared vs run for every completion", "speedup_shared_over_unshared",
-                                "ablation_shared_prompts")}
+                                "ablation_shared_prompts"),
+             "lmgym-unskipped": ("zero-advantage rows skipped vs trained on", "speedup_skipped_over_unskipped",
+                                 "ablation_skip_zero_advantage")}
 
 
 def run_lmgym(seed: int, samples: int, out: Path, name: str = "lmgym", model: str = "default", backend: str = "hf",
@@ -168,6 +174,8 @@ def run_lmgym(seed: int, samples: int, out: Path, name: str = "lmgym", model: st
     return {"agent": "lmgym GRPO" + ("" if name == "lmgym" else f" ({name})"), "seed": seed, "samples": result.budget["samples"],
             "optimizer_steps": last["optimizer_steps"], "train_seconds": last["train_seconds"],
             "phase_shares": profile.shares(), "profiled_seconds": profile.total, "backend": backend,
+            "trained_row_share": sum(m["train/trained_row_share"] for m in agent.train_log) / len(agent.train_log),
+            "reward_std_zero_share": sum(m["train/reward_std_zero_share"] for m in agent.train_log) / len(agent.train_log),
             "test_accuracy": test_accuracy(str(folder), env_kwargs, overrides)}
 
 
@@ -227,6 +235,8 @@ def main() -> None:
                         help="also run lmgym GRPO with recompute_old_logprobs=True and print the paired speed-up")
     parser.add_argument("--ablate-shared-prompts", action="store_true",
                         help="also run lmgym GRPO with share_prompts=False and print the paired speed-up")
+    parser.add_argument("--ablate-skip-zero-advantage", action="store_true",
+                        help="also run lmgym GRPO with skip_zero_advantage=False and print the paired speed-up")
     parser.add_argument("--model", default="default", help="both trainers' starting model (default: lmgym's tiny one)")
     parser.add_argument("--backend", default="hf", help="lmgym's generator: hf or vllm (TRL generates with HF)")
     parser.add_argument("--env-kwargs", default="{}", help="JSON: task options for both (e.g. smaller problems)")
@@ -256,7 +266,8 @@ def main() -> None:
     runs: dict[str, list[dict]] = {}
     for seed in args.seeds:
         for name in ("lmgym", "trl", *(["lmgym-recompute"] if args.ablate_old_logprobs else []),
-                     *(["lmgym-unshared"] if args.ablate_shared_prompts else [])):
+                     *(["lmgym-unshared"] if args.ablate_shared_prompts else []),
+                     *(["lmgym-unskipped"] if args.ablate_skip_zero_advantage else [])):
             result_file = out / f"{name}-seed{seed}.json"
             if not result_file.is_file():
                 print(f"running {name} seed {seed} ...", flush=True)
@@ -290,6 +301,10 @@ def main() -> None:
                    f"{sum(r['phase_shares'].get(phase, 0.0) for r in profiled) / len(profiled):.1%}"] for phase in PHASES]
         print("\nwhere lmgym GRPO's training time goes (share of wall time without evaluation):\n"
               + tabulate(phases, headers=["phase", "per seed", "mean"], tablefmt="github"))
+    if profiled and all("trained_row_share" in r for r in profiled):
+        print("rows with an advantage (trained on): " + " ".join(f"{r['trained_row_share']:.1%}" for r in profiled)
+              + " per seed; groups whose samples all scored the same: "
+              + " ".join(f"{r['reward_std_zero_share']:.1%}" for r in profiled))
     ablations = {}
     for variant, (what, key, summary_key) in ABLATIONS.items():
         if variant not in runs:

@@ -197,7 +197,8 @@ def test_an_agents_own_vllm_engine_samples_from_the_policys_float32_weights(tiny
         "from lmgym.rollout import Budget\n"
         "from tests.agents.conftest import ENV, small_config\n"
         "grpo = load_agent('grpo')\n"
-        f"agent = grpo(small_config(grpo, {str(tiny_model_dir)!r}, backend='vllm'))\n"
+        # every row through the trainer (the untrained model scores nothing: no row has an advantage)
+        f"agent = grpo(small_config(grpo, {str(tiny_model_dir)!r}, backend='vllm', skip_zero_advantage=False))\n"
         "dtype = str(agent.generator.llm.llm_engine.model_config.dtype)\n"
         "agent.learn(ENV, Budget(max_samples=16), progress=False, test=False)\n"
         "print(json.dumps({'dtype': dtype, 'mismatch': [m['sampler/logprob_mismatch'] for m in agent.train_log]}))\n"

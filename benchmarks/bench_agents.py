@@ -310,13 +310,16 @@ def main() -> None:
         if variant not in runs:
             continue
         paired_variant = [rate(a) / rate(b) for a, b in zip(runs["lmgym"], runs[variant])]
+        against_trl = [rate(a) / rate(b) for a, b in zip(runs[variant], runs["trl"])]
         ablations[summary_key] = {key: list(mean_interval(paired_variant)), "per_seed": paired_variant,
+                                  "variant_over_trl": list(mean_interval(against_trl)), "variant_over_trl_per_seed": against_trl,
                                   "variant_rates": [rate(r) for r in runs[variant]],
                                   "variant_test_accuracy": [r["test_accuracy"] for r in runs[variant]],
                                   "variant_phase_shares": [r.get("phase_shares") for r in runs[variant]]}
         print(f"\n{what}, same seeds in one run: {mean_interval(paired_variant).format(2)}x (mean of per-seed "
               f"ratios, 95% t; {variant}: {mean_interval(ablations[summary_key]['variant_rates']).format(digits(ablations[summary_key]['variant_rates']))} samples/s, "
-              f"test accuracy {mean_interval(ablations[summary_key]['variant_test_accuracy']).format()})")
+              f"test accuracy {mean_interval(ablations[summary_key]['variant_test_accuracy']).format()}; {variant} / TRL "
+              f"{mean_interval(against_trl).format(2)}x)")
     write_json_atomic(out / "summary.json", {"env": ENV, "settings": settings(args.samples, overrides), "table": rows,
                                              "model": args.model, "lmgym_backend": args.backend, "env_kwargs": env_kwargs,
                                              "command": " ".join(sys.argv),

@@ -63,6 +63,12 @@ def clipped_policy_loss(logprobs, old_logprobs, advantages, mask, clip_range: fl
     return loss, clip_fraction(ratio, mask, clip_range)
 
 
+def zero_subset_norms(batch, indices) -> dict:
+    """``train/grad_norm[<subset>]`` = 0.0 for each named subset among these samples: the exact
+    value for a subset none of whose samples has an advantage."""
+    return {f"train/grad_norm[{name}]": [0.0] for name in {batch.samples[i].info.get("subset") for i in indices} if name}
+
+
 @dataclass
 class GRPOConfig(AgentConfig):
     lr: float = 6.360037677240247e-06  # AdamW learning rate of the policy (swept: sweeps/lmgym__Arithmetic-v0/grpo.json)
@@ -133,12 +139,12 @@ class GRPO(Agent):
             for start in range(0, len(order), cfg.minibatch_size):
                 minibatch = order[start : start + cfg.minibatch_size].tolist()
                 rows = [i for i in minibatch if carries[i]]
-                # what the loss divides by: the whole minibatch's sequences or tokens, skipped rows included
-                total = len(minibatch) if cfg.loss_aggregation == "sequence" else sum(len(completion_ids[i]) for i in minibatch)
+                total = None  # when skipping, what the loss divides by: the whole minibatch's sequences or tokens
+                if skip:
+                    total = len(minibatch) if cfg.loss_aggregation == "sequence" else sum(len(completion_ids[i]) for i in minibatch)
                 if not rows:  # nothing here moves the loss: a step on zero gradients, as the full pass would give
                     if cfg.subset_grad_norms and start == 0 and not stats["losses/policy"]:
-                        stats.update({f"train/grad_norm[{name}]": [0.0] for name in
-                                      {batch.samples[i].info.get("subset") for i in minibatch} if name})
+                        stats.update(zero_subset_norms(batch, minibatch))
                     self.optimizer_step(torch.zeros((), device=self.device))
                     stats["losses/policy"].append(0.0)
                     stats["losses/kl"].append(0.0)
@@ -149,10 +155,10 @@ class GRPO(Agent):
                     old_logprobs[rows, :span], mask[rows, :span] = logprobs.detach(), rows_mask
                 sub_mask, sub_old = mask[rows, :span], old_logprobs[rows, :span]
                 loss, clipfrac = clipped_policy_loss(logprobs, sub_old, advantages[rows], sub_mask, cfg.clip_range,
-                                                     cfg.loss_aggregation, total=total if skip else None)
+                                                     cfg.loss_aggregation, total=total)
                 if cfg.subset_grad_norms and start == 0 and not stats["losses/policy"]:
                     stats.update(self.subset_gradient_norms(batch, rows, logprobs, sub_old, advantages[rows], sub_mask,
-                                                            everyone=minibatch, total=total if skip else None))
+                                                            everyone=minibatch, total=total))
                 kl = masked_mean(kl_penalty(logprobs, ref_logprobs[rows, :span], "k3"), sub_mask) if cfg.beta > 0 else torch.zeros(())
                 self.optimizer_step(loss + cfg.beta * kl)
                 stats["losses/policy"].append(loss.item())
@@ -175,8 +181,7 @@ class GRPO(Agent):
         others' part is exactly 0: a subset with no row here gets 0.0); ``total`` as in the loss."""
         subsets = [batch.samples[i].info.get("subset") for i in rows]
         params = [p for p in self.policy.parameters() if p.requires_grad]
-        norms = {f"train/grad_norm[{name}]": [0.0] for name in
-                 {batch.samples[i].info.get("subset") for i in (everyone or rows)} - set(subsets) if name}
+        norms = zero_subset_norms(batch, everyone or rows)  # overwritten below for the subsets trained on
         for name in sorted({s for s in subsets if s}):
             keep = torch.tensor([s == name for s in subsets], dtype=advantages.dtype, device=advantages.device)
             part, _ = clipped_policy_loss(logprobs, old_logprobs, advantages * keep, mask, self.config.clip_range,

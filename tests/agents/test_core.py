@@ -199,14 +199,14 @@ def test_an_agents_own_vllm_engine_samples_from_the_policys_float32_weights(tiny
         "grpo = load_agent('grpo')\n"
         # every row through the trainer (the untrained model scores nothing: no row has an advantage)
         f"agent = grpo(small_config(grpo, {str(tiny_model_dir)!r}, backend='vllm', skip_zero_advantage=False))\n"
-        "dtype = str(agent.generator.llm.llm_engine.model_config.dtype)\n"
+        "dtype = agent.generator.dtype\n"
         "agent.learn(ENV, Budget(max_samples=16), progress=False, test=False)\n"
         "print(json.dumps({'dtype': dtype, 'mismatch': [m['sampler/logprob_mismatch'] for m in agent.train_log]}))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.loads(done.stdout.strip().splitlines()[-1])
-    assert record["dtype"] == "torch.float32"
+    assert record["dtype"] == "float32"
     assert record["mismatch"] and max(record["mismatch"]) < 1e-3  # with bfloat16: 0.007-0.016
 
 

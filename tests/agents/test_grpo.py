@@ -111,7 +111,9 @@ def test_a_step_without_a_graph_is_the_step_on_zero_gradients():
         logprobs, mask = agent.logprobs(agent.policy, [[5, 6, 7]] * 2, [[8, 9]] * 2)
         agent.optimizer_step(-(logprobs * mask).sum())  # a real step: AdamW's moments are not 0
         logprobs, mask = agent.logprobs(agent.policy, [[5, 6, 7]] * 2, [[8, 9]] * 2)
+        before = torch.cat([p.detach().flatten() for p in agent.policy.parameters()])
         agent.optimizer_step(torch.zeros(()) if graphless else 0.0 * (logprobs * mask).sum())
         weights.append(torch.cat([p.detach().flatten() for p in agent.policy.parameters()]))
+        assert not torch.equal(weights[-1], before)  # the zero-gradient step moved the weights (AdamW's momentum)
         assert agent.optimizer_steps == 2
     assert torch.equal(weights[0], weights[1])
